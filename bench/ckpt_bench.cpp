@@ -149,7 +149,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       gathered_s.push_back(seconds_since(t0));
       t0 = Clock::now();
       save_peak = peak_added(world, [&] {
-        ckpt::save_hf_model(hf, config.json_text, shards, grid.mp(), DType::F32, o.hf_shard_bytes, {}, "", &grid.dp());
+        ckpt::HfFormat format;
+        format.max_shard_bytes = o.hf_shard_bytes;
+        ckpt::save_hf_model(hf, config.json_text, shards, grid.mp(), format, {}, "", &grid.dp());
       });
       world.barrier();
       hf_s.push_back(seconds_since(t0));

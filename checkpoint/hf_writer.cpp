@@ -246,7 +246,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
 }
 
 void save_hf_model(const std::string& dir, const std::string& config_json, const std::vector<ShardedTensor>& local,
-                   parallel::Communicator& mp, DType dtype, std::uint64_t max_shard_bytes, const HfLayout& layout,
+                   parallel::Communicator& mp, const HfFormat& format, const HfLayout& layout,
                    const std::string& original_dir, parallel::Communicator* writers) {
   ModelGather model(local, mp);
   std::exception_ptr failed;  // rank 0's, told the group once the others stop serving
@@ -254,15 +254,17 @@ void save_hf_model(const std::string& dir, const std::string& config_json, const
     model.serve();
   } else {
     try {
+      require(format.fp8_block[0] == 0 || !layout.multimodal, dir, ": a multimodal model is not written in FP8");
       std::vector<HfTensor> tensors;
-      for (const WholeTensor& t : model.tensors()) tensors.push_back({t.name, t.shape});
+      for (const WholeTensor& t : model.tensors()) tensors.push_back({t.name, t.shape, false, format.fp8_for(t.name)});
       // Each tensor pulled whole as its file is written (fused ones part by part).
       const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) { return model.pull(i); });
       if (layout.multimodal) {
-        write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype, max_shard_bytes,
-                               writers);
+        write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, format.dtype,
+                               format.max_shard_bytes, writers);
       } else {
-        write_hf_model(dir, config_json, files.tensors, files.values, dtype, max_shard_bytes, {}, writers);
+        write_hf_model(dir, config_json, files.tensors, files.values, format.dtype, format.max_shard_bytes,
+                       format.fp8_block, writers);
       }
     } catch (const std::exception&) {
       failed = std::current_exception();

@@ -26,6 +26,18 @@ struct HfTensor {
 // Hugging Face's default shard size (save_pretrained's max_shard_size="5GB").
 inline constexpr std::uint64_t kDefaultMaxShardBytes = 5'000'000'000ull;
 
+// How a model's tensors are written: in `dtype` (F32, BF16 or F16; the tensors HfLayout keeps in
+// float32 aside), in files of at most `max_shard_bytes`, and with a nonzero `fp8_block` {rows, cols}
+// those `fp8` picks by spin's name block-scaled to FP8 instead (write_hf_model's fp8_block).
+struct HfFormat {
+  DType dtype = DType::F32;
+  std::uint64_t max_shard_bytes = kDefaultMaxShardBytes;
+  std::array<std::int64_t, 2> fp8_block{};
+  std::function<bool(const std::string&)> fp8;
+
+  bool fp8_for(const std::string& name) const { return fp8_block[0] > 0 && fp8 && fp8(name); }
+};
+
 // Writes the Hugging Face directory `dir`: config.json (`config_json`) and the weights in
 // `dtype`, as model.safetensors, or, when they exceed `max_shard_bytes`, as
 // model-0000k-of-0000n.safetensors with model.safetensors.index.json (as save_pretrained does).
@@ -76,19 +88,19 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
                             parallel::Communicator* group = nullptr);
 
 // Collective over `mp`, the model-parallel group of one replica holding the model as `local`
-// (ModelGather): its rank 0 writes `dir` (write_hf_model: config.json and the weights in `dtype`,
-// F32, BF16 or F16, in files of at most `max_shard_bytes`, into `dir`.tmp renamed at the end, so a
-// failure never leaves a half-written model behind), pulling each tensor whole from the group's
-// ranks as its file is written -- no rank holds more than a tensor of the model beside its shards. `writers`, on mp rank 0: the group of the mp
+// (ModelGather): its rank 0 writes `dir` (write_hf_model: config.json and the weights as `format`
+// says, into `dir`.tmp renamed at the end, so a failure never leaves a half-written model behind),
+// pulling each tensor whole from the group's ranks as its file is written -- no rank holds more
+// than a tensor of the model beside its shards. `writers`, on mp rank 0: the group of the mp
 // rank 0s of the replicas (the DP group of mp rank 0), which then share the files (each replica's
 // rank 0 writes file k where k mod replicas is its rank, pulling from its own group); every replica
 // must then call it. Without, one replica alone. The files are laid out as `layout` lays the model
 // out (model::hf_layout, as it was read from `original_dir`): its fusions fused (fuse_tensors), and
 // with a prefix the multimodal model of `original_dir` whose language model it is
-// (write_multimodal_model; config_json is then not used). An error on the writing rank is thrown on
-// every rank of `mp` (and of `writers`: parallel::run_collectively).
+// (write_multimodal_model, which has no FP8; config_json is then not used). An error on the writing
+// rank is thrown on every rank of `mp` (and of `writers`: parallel::run_collectively).
 void save_hf_model(const std::string& dir, const std::string& config_json, const std::vector<ShardedTensor>& local,
-                   parallel::Communicator& mp, DType dtype, std::uint64_t max_shard_bytes, const HfLayout& layout,
+                   parallel::Communicator& mp, const HfFormat& format, const HfLayout& layout,
                    const std::string& original_dir, parallel::Communicator* writers = nullptr);
 
 }  // namespace spin::ckpt

@@ -447,41 +447,30 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
   std::vector<ckpt::HfTensor> tensors;
   ckpt::FileTensors files;
   std::vector<float> values;
-  const bool fp8 = o.dtype == "fp8";
-  const DType dtype = fp8 ? DType::BF16 : parse_save_dtype(o.dtype, "spin ckpt: --dtype");
-  const std::array<std::int64_t, 2> block = fp8 ? fp8_block(o) : std::array<std::int64_t, 2>{};
+  ckpt::HfFormat format;
   std::string config_json;
   parallel::run_collectively(world, [&] {
     config = config_of(reader);
     require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
             o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
+    const std::array<std::int64_t, 2> block = o.dtype == "fp8" ? fp8_block(o) : std::array<std::int64_t, 2>{};
+    format = hf_format(o.dtype, "spin ckpt: --dtype", *config, o.max_shard_bytes, block);
     // Hugging Face's tensor order: the model's own (one stage holding every layer).
     for (const ShardedTensor& s : model::parameter_layout(*config, model::tp_dims(*config, 0, 1),
                                                           model::StageLayers::whole(config->num_layers))) {
       require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
-      tensors.push_back({s.name, s.global_shape, false, fp8 && model::is_layer_projection(s.name)});
+      tensors.push_back({s.name, s.global_shape, false, format.fp8_for(s.name)});
     }
     const auto read = [&](std::size_t i) {
       values = reader.read_all(o.which, tensors[i].name);
       return static_cast<const float*>(values.data());
     };
     files = ckpt::fuse_tensors(model::hf_layout(*config), tensors, read);
-    config_json = config->json_text;
-    if (fp8) {
-      for (const ckpt::HfTensor& t : files.tensors) {
-        require(!t.fp8 || t.shape.size() == 2, reader.dir(), ": --dtype fp8: the files hold \"", t.name, "\" as a ",
-                shape_text(t.shape),
-                " tensor (a layer's experts in one), which block-scaled FP8 does not hold: export "
-                "--dtype bf16");
-      }
-      json quantized = json::parse(config->json_text);
-      quantized["quantization_config"] = {
-          {"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"}, {"weight_block_size", block}};
-      config_json = quantized.dump(2) + "\n";
-    }
+    config_json = hf_config_json(*config, format);
   });
   if (o.multimodal_from.empty()) {
-    ckpt::write_hf_model(o.out, config_json, files.tensors, files.values, dtype, o.max_shard_bytes, block, &world);
+    ckpt::write_hf_model(o.out, config_json, files.tensors, files.values, format.dtype, format.max_shard_bytes,
+                         format.fp8_block, &world);
   } else {
     std::string prefix;
     parallel::run_collectively(world, [&] {
@@ -494,8 +483,8 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
               "'s language model (their text configs differ)");
       prefix = original.hf_weight_prefix;
     });
-    ckpt::write_multimodal_model(o.out, {o.multimodal_from, prefix}, files.tensors, files.values, dtype,
-                                 o.max_shard_bytes, &world);
+    ckpt::write_multimodal_model(o.out, {o.multimodal_from, prefix}, files.tensors, files.values, format.dtype,
+                                 format.max_shard_bytes, &world);
   }
   parallel::run_collectively(world, [&] {
     if (root) copy_tokenizer_files(reader.dir(), o.out);

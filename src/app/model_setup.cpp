@@ -246,6 +246,43 @@ DType parse_save_dtype(const std::string& name, const char* option) {
   fail(option, " \"", name, "\" is not f32, bf16 or f16");
 }
 
+ckpt::HfFormat hf_format(const std::string& dtype, const char* option, const model::ModelConfig& config,
+                         std::uint64_t max_shard_bytes, const std::array<std::int64_t, 2>& fp8_block) {
+  ckpt::HfFormat format;
+  format.max_shard_bytes = max_shard_bytes;
+  if (dtype != "fp8") {
+    format.dtype = parse_save_dtype(dtype, option);
+    return format;
+  }
+  format.dtype = DType::BF16;  // what is not FP8
+  format.fp8_block = fp8_block;
+  format.fp8 = model::is_layer_projection;
+  const HfLayout files = model::hf_layout(config);
+  require(!files.multimodal, option, " fp8: a multimodal model is written back whole, in f32, bf16 or f16");
+  // The matrices as the files hold them (names and shapes: fused, renamed; nothing read).
+  std::vector<ckpt::HfTensor> tensors;
+  for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
+                                                        model::StageLayers::whole(config.num_layers))) {
+    tensors.push_back({s.name, s.global_shape, false, format.fp8_for(s.name)});
+  }
+  for (const ckpt::HfTensor& t : ckpt::fuse_tensors(files, tensors, nullptr).tensors) {
+    require(!t.fp8 || t.shape.size() == 2, option, " fp8: the model's files hold \"", t.name, "\" as a ",
+            shape_text(t.shape),
+            " tensor (a layer's experts in one), which block-scaled FP8 does not hold: save in bf16");
+  }
+  return format;
+}
+
+std::string hf_config_json(const model::ModelConfig& config, const ckpt::HfFormat& format) {
+  if (format.fp8_block[0] == 0) return config.json_text;
+  nlohmann::json quantized = nlohmann::json::parse(config.json_text);
+  quantized["quantization_config"] = {{"activation_scheme", "dynamic"},
+                                      {"fmt", "e4m3"},
+                                      {"quant_method", "fp8"},
+                                      {"weight_block_size", format.fp8_block}};
+  return quantized.dump(2) + "\n";
+}
+
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option) {
   std::vector<std::int64_t> out;
   if (text.empty()) return out;

@@ -3,6 +3,7 @@
 // naming what is wrong (missing file, layers that do not split, heads that do not divide).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/hf_writer.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "data/prompt_template.h"
@@ -199,5 +201,18 @@ std::string lora_config_json(const model::LoraConfig& lora);
 
 // The dtype of an exported model: "f32", "bf16" or "f16". Errors name `option`.
 DType parse_save_dtype(const std::string& name, const char* option);
+
+// How `config`'s model is written as Hugging Face files (checkpoint.save_dtype, spin sft --save-dtype,
+// spin ckpt export-hf --dtype): `dtype` f32, bf16, f16, or fp8 -- every decoder layer's projection
+// matrix (model::is_layer_projection) block-scaled to FP8 E4M3 in `fp8_block` blocks beside its
+// scales, as DeepSeek-V3's, Kimi K2's and Qwen3's FP8 releases hold them, the rest in bf16. Errors name
+// `option`; fp8 is refused for a model whose files hold a projection as more than a matrix
+// (GraniteMoE's experts, one 3-D tensor a layer) and for a multimodal one.
+ckpt::HfFormat hf_format(const std::string& dtype, const char* option, const model::ModelConfig& config,
+                         std::uint64_t max_shard_bytes, const std::array<std::int64_t, 2>& fp8_block = {128, 128});
+
+// `config`'s config.json as files written in `format` carry it: with FP8, its quantization_config
+// (quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size) added.
+std::string hf_config_json(const model::ModelConfig& config, const ckpt::HfFormat& format);
 
 }  // namespace spin::app

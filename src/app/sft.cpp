@@ -214,7 +214,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "profile steps start..end (0: none): every rank's ranges to <output>.profile/rank<r>.json, a Chrome trace (NVTX "
        "and cudaProfilerStart/Stop on GPUs)")
       ("profile-step-end", po::value(&o.profile_step_end)->default_value(0), "the last profiled step (default: the first)")
-      ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16")
+      ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype),
+       "f32, bf16, f16, or fp8 (the layers' projections block-scaled to FP8 in 128 x 128 blocks, the rest bf16)")
       ("save-max-shard-size", po::value(&o.save_max_shard_bytes)->default_value(o.save_max_shard_bytes),
        "largest safetensors file written, in bytes (more: model-0000k-of-0000n files with an index, which the "
        "data-parallel replicas write in parallel)")
@@ -278,7 +279,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   data::LoadedExamples data, validation;
   train::LrSchedule schedule;
   std::int64_t total_steps = 0;
-  DType save_dtype = DType::F32;
+  ckpt::HfFormat save_format;
   std::optional<ProfileWindow> profile_window;
   model::LoraConfig lora;
   parallel::run_collectively(world, [&] {
@@ -292,8 +293,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
     set_router_bias_update_rate(shard->config, o.router_bias_update_rate, o.lora_rank,
                                 "spin sft: --router-bias-update-rate", o.model);
-    save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     require(o.save_max_shard_bytes > 0, "spin sft: --save-max-shard-size must be positive");
+    save_format = hf_format(o.save_dtype, "spin sft: --save-dtype", shard->config, o.save_max_shard_bytes);
     const auto tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
             "\" is not drop or truncate");
@@ -545,8 +546,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   // --model (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) whole, its language model trained. LoRA: the
   // adapters merged into it first (each rank its shards).
   if (adapters) adapters->merge_into(weights, k);
-  ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
-                      o.save_max_shard_bytes, model::hf_layout(config), source->dir, &grid.dp());
+  ckpt::save_hf_model(o.output, hf_config_json(config, save_format), weights.sharded_state_dict(), grid.mp(),
+                      save_format, model::hf_layout(config), source->dir, &grid.dp());
   if (root) copy_tokenizer_files(source->dir, o.output);
   world.barrier();
   if (root) std::printf("spin sft: wrote %s\n", o.output.c_str());

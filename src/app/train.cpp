@@ -67,7 +67,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   train::RunShape shape;  // the steps of the iterations and their epochs
   std::int64_t total_steps = 0;
   std::vector<train::LrSchedule> schedules;  // one for the run, or per iteration (optim.reset_each_iteration)
-  DType save_dtype = DType::F32;
+  ckpt::HfFormat save_format;                // of the per-iteration models
   train::OptimizerAlgorithm optimizer_algorithm = train::OptimizerAlgorithm::AdamW;
   model::LoraConfig lora;
   data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // data.template, resolved
@@ -109,8 +109,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     set_router_bias_update_rate(shard->config, c.router_bias_update_rate, c.lora_rank, "model.router_bias_update_rate",
                                 c.model_path);
     const model::ModelConfig& mc = shard->config;
-    save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     require(c.save_max_shard_size > 0, "checkpoint.save_max_shard_size must be positive, got ", c.save_max_shard_size);
+    save_format =
+        hf_format(c.save_dtype, "checkpoint.save_dtype", mc, static_cast<std::uint64_t>(c.save_max_shard_size));
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
     lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_dropout, c.lora_targets, "lora.", mc);
@@ -594,8 +595,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       }
     }
     trainer.sync_reference();
-    save_policy(dir, source->dir, mc, policy, grid, save_dtype,
-                static_cast<std::uint64_t>(c.save_max_shard_size));  // = the reference now (LoRA: the adapters merged)
+    save_policy(dir, source->dir, mc, policy, grid, save_format);  // = the reference now (LoRA: the adapters merged)
     // The next iteration a run of its own; LoRA's fresh adapters have no history either.
     if (c.reset_each_iteration || lora.enabled()) optimizer.reset_state();
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());

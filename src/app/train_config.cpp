@@ -243,7 +243,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("sampling.min_new_tokens", &c.min_new_tokens, "shortest generated response");
   t.add("sampling.seed", &c.sampling_seed, "sampling seed");
   t.required("checkpoint.save_dir", &c.save_dir, "output directory: a model per iteration, metrics.jsonl, config.ini");
-  t.add("checkpoint.save_dtype", &c.save_dtype, "dtype of the Hugging Face models written per iteration: f32, bf16 or f16");
+  t.add("checkpoint.save_dtype", &c.save_dtype,
+        "dtype of the Hugging Face models written per iteration: f32, bf16, f16, or fp8 (the layers' projections "
+        "block-scaled to FP8 in 128 x 128 blocks, the rest bf16)");
   t.add("checkpoint.save_max_shard_size", &c.save_max_shard_size,
         "largest safetensors file of those models, in bytes (more: model-0000k-of-0000n files with an index, which "
         "the data-parallel replicas write in parallel)");

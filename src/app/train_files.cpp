@@ -34,11 +34,10 @@ std::vector<double> parse_lambdas(const std::string& text) {
 }
 
 void save_policy(const std::string& dir, const std::string& model_dir, const model::ModelConfig& config,
-                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype,
-                 std::uint64_t max_shard_bytes) {
+                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, const ckpt::HfFormat& format) {
   // A multimodal model.path (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) is written back whole, its language model trained.
   // The replicas hold the same weights: their model-parallel rank 0s share the files.
-  ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype, max_shard_bytes,
+  ckpt::save_hf_model(dir, hf_config_json(config, format), policy.sharded_state_dict(), grid.mp(), format,
                       model::hf_layout(config), model_dir, &grid.dp());
   if (grid.world_rank() == 0) copy_tokenizer_files(model_dir, dir);
   grid.world().barrier();

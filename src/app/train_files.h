@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "app/train_config.h"
-#include "core/dtype.h"
+#include "checkpoint/hf_writer.h"
 #include "data/prompt_template.h"
 #include "data/tokenizer.h"
 #include "model/config.h"
@@ -20,12 +20,11 @@ namespace spin::app {
 // spin.kl_penalty: one number, or a comma-separated list (one per iteration).
 std::vector<double> parse_lambdas(const std::string& text);
 
-// Writes the policy as a Hugging Face directory, in files of at most `max_shard_bytes` that the
-// replicas' model-parallel rank 0s share (ckpt::save_hf_model), and copies the tokenizer of
+// Writes the policy as a Hugging Face directory, in `format` and in files that the replicas'
+// model-parallel rank 0s share (ckpt::save_hf_model), and copies the tokenizer of
 // `model_dir` (model.path, or the checkpoint it names) beside it. Collective over the grid's world.
 void save_policy(const std::string& dir, const std::string& model_dir, const model::ModelConfig& config,
-                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype,
-                 std::uint64_t max_shard_bytes);
+                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, const ckpt::HfFormat& format);
 
 // spin.save_generations: an iteration's synthetic data set -- every example's ground truth and
 // generated response -- as token-id SPIN records (data/examples.h reads them with

@@ -376,6 +376,22 @@ def case_fp8(args, tmp):
     expect_error(args.mpiexec, "fp8 block 0", export + ["--fp8-block", "0"], "is not ROWS or ROWS,COLS", 1,
                  granite + "-fp8")
     print("FP8 exports spin cannot write refused by name")
+    # checkpoint.save_dtype fp8: spin train's model of iteration 1, at TP 2 (each tensor pulled whole from both ranks
+    # and block-scaled), is export-hf --dtype fp8 of the checkpoint at that iteration's end, byte for byte.
+    config = setup(tmp)
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "run"),
+                          "--checkpoint.save_dtype", "fp8", "--parallel.tp", "2", "--spin.max_iterations", "1"], 2)
+    trained = os.path.join(tmp, "run", "iteration_1")
+    ckpt(args, 1, "export-hf", step_dir(os.path.join(tmp, "run"), 6), trained + "-export", "--dtype", "fp8")
+    for name in ("config.json", "model.safetensors"):
+        assert open(os.path.join(trained, name), "rb").read() == open(os.path.join(trained + "-export", name), "rb").read()
+    header = read_safetensors_raw(os.path.join(trained, "model.safetensors"))
+    assert sum(dtype == "F8_E4M3" for dtype, _, _ in header.values()) == 2 * 7, header.keys()
+    expect_error(args.mpiexec, "train fp8 granitemoe",
+                 [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "granite-run"),
+                  "--model.path", os.path.join(args.models, "tiny-granitemoe"), "--checkpoint.save_dtype", "fp8"],
+                 "checkpoint.save_dtype fp8: the model's files hold", 1, os.path.join(tmp, "granite-run"))
+    print("checkpoint.save_dtype fp8 at TP 2: iteration_1 is the FP8 export of its checkpoint, byte for byte")
 
 
 def case_convert(args, tmp):

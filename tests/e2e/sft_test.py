@@ -264,6 +264,12 @@ def case_bad_input(args, tmp):
     e("eval-interval-without-validation", cmd("--eval-interval", "4"), r"spin sft: --eval-interval needs --validation")
     e("negative-micro-batch-tokens", cmd("--micro-batch-tokens", "-1"),
       r"spin sft: --micro-batch-tokens must not be negative")
+    e("bad-save-dtype", cmd("--save-dtype", "fp4"), r"spin sft: --save-dtype \"fp4\" is not f32, bf16 or f16")
+    e("zero-save-max-shard-size", cmd("--save-max-shard-size", "0"), r"spin sft: --save-max-shard-size must be positive")
+    # FP8 of a model whose files hold a layer's experts as one 3-D tensor: refused before any work.
+    e("fp8-granitemoe", sft_command(args, os.path.join(args.models, "tiny-granitemoe"), data, out, "--save-dtype", "fp8"),
+      r"spin sft: --save-dtype fp8: the model's files hold \"model\.layers\.0\.block_sparse_moe\.[a-z_]+\.weight\" as "
+      r"a \[\d+, \d+, \d+\] tensor .* which block-scaled FP8 does not hold")
     # Interleaving: chunks the model's layers cannot fill, fewer sequences than the stages (a cut by tokens
     # cannot make one micro-batch a stage of them), fewer micro-batches than the stages, and a pipeline
     # of one stage.
