@@ -51,7 +51,35 @@ std::string broadcast_text(parallel::Communicator& mp, std::string text) {
   mp.broadcast(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), 0);
   return text;
 }
+
+// The model's order, merged from every rank's "names": a name first seen on rank r goes right before the
+// next name of r's already placed (at the end if none).
+std::vector<std::string> model_order(const std::vector<json>& ranks) {
+  std::list<std::string> order;
+  std::map<std::string, std::list<std::string>::iterator> placed;
+  for (const json& d : ranks) {
+    auto next = order.end();
+    const json& names = d.at("names");
+    for (auto m = names.rbegin(); m != names.rend(); ++m) {
+      const std::string name = m->get<std::string>();
+      const auto it = placed.find(name);
+      next = it != placed.end() ? it->second : placed.emplace(name, order.insert(next, name)).first->second;
+    }
+  }
+  return {order.begin(), order.end()};
+}
 }  // namespace
+
+// Whether a tensor's primary shards tile it: one whole copy, or pieces along one dimension adding up to it.
+bool ModelGather::tile(const std::vector<Shard>& s, const Shape& shape) {
+  if (s.size() == 1 && s[0].dim < 0) return true;
+  std::int64_t covered = 0;
+  for (const Shard& p : s) {
+    if (p.dim != s[0].dim || p.dim < 0 || static_cast<std::size_t>(p.dim) >= shape.size()) return false;
+    covered += p.length;
+  }
+  return covered == shape[static_cast<std::size_t>(s[0].dim)];
+}
 
 ModelGather::ModelGather(const std::vector<ShardedTensor>& local, parallel::Communicator& mp) : local_(local), mp_(mp) {
   const json mine = describe(local);
@@ -65,19 +93,11 @@ ModelGather::ModelGather(const std::vector<ShardedTensor>& local, parallel::Comm
       std::vector<json> ranks(texts.size());
       ranks[0] = mine;
       for (std::size_t r = 1; r < ranks.size(); ++r) ranks[r] = json::parse(texts[r]);
-      std::list<std::string> order;
-      std::map<std::string, std::list<std::string>::iterator> placed;
-      for (const json& d : ranks) {
-        auto next = order.end();
-        const json& names = d.at("names");
-        for (auto m = names.rbegin(); m != names.rend(); ++m) {
-          const std::string name = m->get<std::string>();
-          const auto it = placed.find(name);
-          next = it != placed.end() ? it->second : placed.emplace(name, order.insert(next, name)).first->second;
-        }
-      }
       std::map<std::string, std::size_t> index;
-      for (const std::string& name : order) index.emplace(name, tensors_.size()), tensors_.push_back({name, {}});
+      for (const std::string& name : model_order(ranks)) {
+        index.emplace(name, tensors_.size());
+        tensors_.push_back({name, {}});
+      }
       shards_.resize(tensors_.size());
       std::vector<std::size_t> own;  // rank 0's shards: their indices in `local`
       for (std::size_t k = 0; k < local.size(); ++k) {
@@ -103,16 +123,8 @@ ModelGather::ModelGather(const std::vector<ShardedTensor>& local, parallel::Comm
       for (std::size_t i = 0; i < tensors_.size(); ++i) {
         const WholeTensor& t = tensors_[i];
         require(!shards_[i].empty(), "tensor \"", t.name, "\" has no primary copy on any rank");
-        // Its primary shards tile it: one whole copy, or pieces along one dimension adding up to it.
-        const std::vector<Shard>& s = shards_[i];
-        std::int64_t covered = 0;
-        for (const Shard& p : s) covered += p.dim < 0 ? 1 : p.length;
-        const bool whole = s.size() == 1 && s[0].dim < 0;
-        const bool pieces = std::all_of(s.begin(), s.end(), [&](const Shard& p) {
-          return p.dim == s[0].dim && p.dim >= 0 && static_cast<std::size_t>(p.dim) < t.shape.size();
-        });
-        require(whole || (pieces && covered == t.shape[static_cast<std::size_t>(s[0].dim)]), "tensor \"", t.name,
-                "\": its primary shards do not add up to its ", shape_text(t.shape));
+        require(tile(shards_[i], t.shape), "tensor \"", t.name, "\": its primary shards do not add up to its ",
+                shape_text(t.shape));
         list.push_back({t.name, t.shape});
       }
       agreed = json{{"tensors", list}}.dump();

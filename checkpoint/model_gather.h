@@ -47,6 +47,7 @@ class ModelGather {
     int dim;
     std::int64_t offset, length;
   };
+  static bool tile(const std::vector<Shard>& shards, const Shape& shape);
   const std::vector<ShardedTensor>& local_;
   parallel::Communicator& mp_;
   std::vector<WholeTensor> tensors_;

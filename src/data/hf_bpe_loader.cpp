@@ -375,8 +375,11 @@ struct HfBpeTokenizer::Loader {
   }
 
   // BOS and EOS as tokenizer_config.json (`c`, read from `config`; null without one) names them (the
-  // model's config.json overrides them), and its chat template.
+  // model's config.json overrides them), and its chat template -- or chat_template.jinja's beside it,
+  // where transformers 4.43 and later save it (GLM-4.5's, for one), and which transformers prefers.
   static void special_tokens(HfBpeTokenizer& t, const fs::path& config, const json& c) {
+    const fs::path jinja = config.parent_path() / "chat_template.jinja";
+    if (fs::exists(jinja)) t.chat_template_ = read_text_file(jinja.string());
     if (c.is_null()) return;
     const auto special = [&](const char* key) -> std::optional<std::int32_t> {
       if (!c.contains(key) || c[key].is_null()) return std::nullopt;
@@ -391,6 +394,7 @@ struct HfBpeTokenizer::Loader {
     t.bos_ = special("bos_token");
     t.eos_ = special("eos_token");
     // A string, or (some models) a list of named templates of which "default" is the one.
+    if (fs::exists(jinja)) return;
     if (c.contains("chat_template") && c["chat_template"].is_string()) t.chat_template_ = c["chat_template"];
     if (c.contains("chat_template") && c["chat_template"].is_array()) {
       for (const json& named : c["chat_template"]) {

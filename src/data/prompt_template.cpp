@@ -52,6 +52,12 @@ std::string rstripped(const std::string& text) {
   return text.substr(0, unicode::whitespace_before(text, 0, text.size()));
 }
 
+// `text` without its leading and trailing whitespace (Python's strip()).
+std::string stripped(const std::string& text) {
+  const std::size_t first = unicode::whitespace_after(text, 0);
+  return text.substr(first, unicode::whitespace_before(text, first, text.size()) - first);
+}
+
 // SmolLM3's system turn's text: the metadata, then the system message's custom instructions (its
 // /no_think and /think flags taken out) or the default one, then its empty tool sections -- or, with
 // /system_override, the instructions alone.
@@ -231,9 +237,37 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 }
 }  // namespace
 
+// GLM-4.5's answer text as its template writes an assistant message (prompt_template.h's glm4.5): after the
+// message's last </think>, less the line breaks that open it, stripped; "\n" before it where any is left.
+std::string glm45_answer(std::string text) {
+  if (const std::size_t close = text.rfind("</think>"); close != std::string::npos) {
+    text.erase(0, close + std::string_view("</think>").size());
+    text.erase(0, std::min(text.find_first_not_of('\n'), text.size()));
+  }
+  const std::string answer = stripped(text);
+  return answer.empty() ? "" : "\n" + answer;
+}
+
+// GLM-4.5's conversation text with thinking off, up to its generation prompt (prompt_template.h's glm4.5).
+std::string glm45_prompt(const std::vector<Message>& messages) {
+  std::string text = "[gMASK]<sop>";
+  for (const Message& m : messages) {
+    if (m.role == "system") text += "<|system|>\n" + m.content;
+    if (m.role == "user") text += "<|user|>\n" + m.content + (m.content.ends_with("/nothink") ? "" : "/nothink");
+    if (m.role == "assistant") text += "<|assistant|>\n<think></think>" + glm45_answer(m.content);
+  }
+  return text + "<|assistant|>\n<think></think>";
+}
+
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& t) {
   std::vector<std::int32_t> ids;
+  if (prompt_template == PromptTemplate::Glm45) {  // one text, its markers the tokenizer's added tokens
+    for (const char* marker : {"[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>"}) {
+      special(t, prompt_template, marker);
+    }
+    return t.encode(glm45_prompt(messages));
+  }
   if (is_chatml(prompt_template)) {
     const std::int32_t start = special(t, prompt_template, "<|im_start|>");
     const std::int32_t end = special(t, prompt_template, "<|im_end|>");
@@ -490,6 +524,12 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
     ids.push_back(end);
     return ids;
   }
+  if (prompt_template == PromptTemplate::Glm45) {  // after the prompt's </think>, before the next turn's <|user|>
+    const std::string answer = stripped(text);
+    std::vector<std::int32_t> ids = t.encode(answer.empty() ? "" : "\n" + answer);
+    ids.push_back(special(t, prompt_template, "<|user|>"));
+    return ids;
+  }
   // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
   // Mistral v3's and v7's drop trailing spaces.
@@ -513,6 +553,7 @@ std::string response_text(std::span<const std::int32_t> ids, PromptTemplate prom
   if (!ids.empty() && (ids.back() == end || ids.back() == t.eos_id())) ids = ids.first(ids.size() - 1);
   std::string text = t.decode(ids);
   if (prompt_template == PromptTemplate::DeepSeekV2 && text.starts_with(' ')) text.erase(0, 1);
+  if (prompt_template == PromptTemplate::Glm45 && text.starts_with('\n')) text.erase(0, 1);
   return text;
 }
 
@@ -525,6 +566,7 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   if (prompt_template == PromptTemplate::Phi4Mini) return special(t, prompt_template, "<|end|>");
   if (prompt_template == PromptTemplate::Kimi) return special(t, prompt_template, "<|im_end|>");
+  if (prompt_template == PromptTemplate::Glm45) return special(t, prompt_template, "<|user|>");
   if (prompt_template == PromptTemplate::Cohere) return special(t, prompt_template, "<|END_OF_TURN_TOKEN|>");
   if (is_granite(prompt_template)) return special(t, prompt_template, "<|end_of_text|>");
   if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token

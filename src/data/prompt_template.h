@@ -12,9 +12,9 @@
 //         template writes Granite's <|start_of_role|> turns (below), smollm3 when its chat template
 //         writes SmolLM3's "Reasoning Mode" (before qwen3), deepseek-r1, deepseek-v3 or deepseek-v3.1 when
 //         its chat template is R1's, V3's or V3.1's (below), deepseek-v2 for V2's (below), kimi for Moonshot
-//         AI's chat tokens (below),
+//         AI's chat tokens (below), glm4.5 for GLM-4.5's and GLM-4.6's chat template (below),
 //         chat otherwise; chat templates spin does not write (OLMo 3's, Phi-3's SentencePiece one, other Granite,
-//         DeepSeek and Moonshot ones) are refused
+//         DeepSeek, Moonshot and GLM ones) are refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -128,14 +128,26 @@
 //         <|im_end|>; then <|im_assistant|> "assistant" <|im_middle|>; nothing trimmed. auto picks it for a
 //         tokenizer with those tokens whose chat template writes that generation prompt and a literal
 //         default system message, and no <think> (K2-Thinking's is refused)
-// Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
+//   glm4.5 (GLM-4.5's, GLM-4.5-Air's and GLM-4.6's chat template with thinking off, without tools) no BOS of the
+//         tokenizer's: "[gMASK]<sop>", then per message a system's "<|system|>\n{content}", a user's
+//         "<|user|>\n{content}/nothink" ("/nothink" unless the text ends with it), an assistant's
+//         "<|assistant|>\n<think></think>" and, where its answer -- its text after its last </think>, less the
+//         line breaks that open it, stripped -- is not empty, "\n{answer}"; then "<|assistant|>\n<think></think>".
+//         The conversation is one text encoded at once (its markers the tokenizer's added tokens), as
+//         apply_chat_template encodes it. The response is "\n{text stripped}" (or nothing), then <|user|>, which
+//         ends an answer: GLM's turns have no end marker, and its generation config stops at <|user|>. auto
+//         picks it for a tokenizer with [gMASK], <sop>, <|user|> and <|assistant|> whose chat template writes
+//         that generation prompt where thinking is off (GLM-4-0414's and earlier GLM's are refused)
+// Special tokens are inserted as ids, never as text, so a tokenizer cannot split them (glm4.5's markers are
+// text that the tokenizer matches as its added tokens, as apply_chat_template's encoding does; each checked
+// to be one).
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
 // which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then
 // <end_of_turn>; llama2: the ids of its trimmed text and a space; cohere: its stripped text's, then
 // <|END_OF_TURN_TOKEN|>; granite*: its text's, then <|end_of_text|>; smollm3: its text's without leading
 // newlines, then <|im_end|>; deepseek-*: its text's (deepseek-v2: after a space), then <｜end▁of▁sentence｜>; kimi: its
-// text's, then <|im_end|>).
+// text's, then <|im_end|>; glm4.5: above).
 #pragma once
 
 #include <cstdint>
@@ -180,11 +192,13 @@ enum class PromptTemplate {
   DeepSeekR1,
   DeepSeekV31,
   DeepSeekV2,
-  Kimi
+  Kimi,
+  Glm45
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
 // gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1,
-// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2 or kimi; throws naming the choices), "auto"
+// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi or glm4.5; throws naming the choices),
+// "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
@@ -200,7 +214,7 @@ inline constexpr const char* kPromptTemplateChoices =
     "a fixed day), granite4 (Granite 4.0), smollm3 (SmolLM3, thinking off), deepseek-v3 (DeepSeek-V3), "
     "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>), deepseek-v3.1 "
     "(DeepSeek-V3.1, thinking off), deepseek-v2 (DeepSeek-V2 "
-    "Chat, DeepSeek LLM Chat) or kimi (Moonlight, Kimi K2)";
+    "Chat, DeepSeek LLM Chat), kimi (Moonlight, Kimi K2) or glm4.5 (GLM-4.5, GLM-4.6, thinking off)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

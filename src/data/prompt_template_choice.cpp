@@ -54,7 +54,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::MistralV7,  PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
       PromptTemplate::Cohere,     PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
       PromptTemplate::SmolLm3,    PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::DeepSeekV31,
-      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi};
+      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi,       PromptTemplate::Glm45};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -102,9 +102,16 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   refuse(template_has("built by Ai2"),
          "chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's "
          "turn and a default system message)");
-  // GLM-4's templates ([gMASK]<sop>, then <|system|> / <|user|> / <|assistant|> turns, each role's token
-  // followed by a newline), EXAONE 4.0's ([|user|] ... [|endofturn|] turns, an empty think block
-  // before a non-thinking answer) and Seed-OSS's: not Zephyr's, which auto would otherwise fall back to.
+  // GLM-4.5's and GLM-4.6's template: its generation prompt's empty think block where thinking is off (the
+  // Jinja source's '\n' escape).
+  if (has_tokens(tokenizer, {"[gMASK]", "<sop>", "<|user|>", "<|assistant|>"}) && template_has("[gMASK]<sop>") &&
+      template_has("<|assistant|>{{- '\\n<think></think>' if (enable_thinking is defined and not enable_thinking)")) {
+    return PromptTemplate::Glm45;
+  }
+  // Other GLM templates (GLM-4-0414's, GLM-4-9B-Chat's: [gMASK]<sop>, then <|system|> / <|user|> /
+  // <|assistant|> turns, each role's token followed by a newline, no think block), EXAONE 4.0's ([|user|] ...
+  // [|endofturn|] turns, an empty think block before a non-thinking answer) and Seed-OSS's: not Zephyr's,
+  // which auto would otherwise fall back to.
   refuse(has_tokens(tokenizer, {"[gMASK]", "<sop>"}) || template_has("[gMASK]<sop>"),
          "chat format is GLM's ([gMASK]<sop>, <|user|> and <|assistant|> turns)");
   refuse(has_tokens(tokenizer, {"[|user|]", "[|assistant|]", "[|endofturn|]"}) || template_has("[|endofturn|]"),
@@ -227,6 +234,7 @@ const char* prompt_template_name(PromptTemplate t) {
       return "deepseek-v3.1";
     case PromptTemplate::DeepSeekV2: return "deepseek-v2";
     case PromptTemplate::Kimi: return "kimi";
+    case PromptTemplate::Glm45: return "glm4.5";
   }
   return "?";
 }

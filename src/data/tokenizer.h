@@ -58,8 +58,8 @@ class Tokenizer {
 
   std::optional<std::int32_t> bos_id() const { return bos_; }
   std::optional<std::int32_t> eos_id() const { return eos_; }
-  // The model's Jinja chat template (tokenizer_config.json's chat_template), if the tokenizer's
-  // files have one: read for what it says, never run.
+  // The model's Jinja chat template (tokenizer_config.json's chat_template, or chat_template.jinja's),
+  // if the tokenizer's files have one: read for what it says, never run.
   const std::string& chat_template() const { return chat_template_; }
   // Which of mistral-common's instruct formats a Mistral tokenizer was made for (tekken.json's
   // config.version, or tokenizer.model.vN's suffix: "v3", "v7", "v11", ...); empty for other

@@ -38,6 +38,11 @@ NEOX_SPACES = [" " * n for n in range(24, 1, -1)]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
 SMOLLM3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+# GLM-4.5's / GLM-4.6's: its special tokens, then its think tokens and /nothink as added tokens that are not
+# special (as its tokenizer.json has them).
+GLM45_SPECIALS = ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+                  "<|assistant|>", "<|observation|>"]
+GLM45_ADDED = ["<think>", "</think>", "/nothink"]
 GRANITE_SPECIALS = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"]
 # DeepSeek-R1-Distill-Qwen's: Qwen2's tokenization with DeepSeek's BOS and EOS (special) and its chat markers
 # and think tokens as added tokens that are not special (as its tokenizer.json has them).
@@ -189,7 +194,7 @@ def texts(rng, pool=POOL):
 
 def build(kind, out, rng):
     specials, pool = SPECIALS, POOL
-    if kind in ("llama3", "llama31", "phi4", "cohere", "smollm3"):  # Phi-4's: cl100k's expression, as Llama 3's
+    if kind in ("llama3", "llama31", "phi4", "cohere", "smollm3", "glm45"):  # Phi-4's, GLM's: cl100k's, as Llama 3's
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
@@ -248,6 +253,8 @@ def build(kind, out, rng):
         specials = COHERE_SPECIALS
     elif kind == "smollm3":
         specials = SMOLLM3_SPECIALS
+    elif kind == "glm45":
+        specials = GLM45_SPECIALS
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -256,6 +263,8 @@ def build(kind, out, rng):
         tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in DEEPSEEK_ADDED])
     if kind == "gpt_neox":
         tok.add_tokens([AddedToken(a, normalized=True, special=False) for a in NEOX_SPACES])
+    if kind == "glm45":
+        tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in GLM45_ADDED])
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
@@ -285,6 +294,9 @@ def build(kind, out, rng):
                        "pad_token": DEEPSEEK_SPECIALS[0], "chat_template": chat[kind]}, f, ensure_ascii=False)
         elif kind == "gpt_neox":  # as Pythia's
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, f)
+        elif kind == "glm45":  # as GLM-4.5's (its template writes [gMASK]<sop>)
+            json.dump({"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                       "chat_template": GLM45_CHAT}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -316,6 +328,10 @@ def build(kind, out, rng):
     if kind == "cohere":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, COHERE_CHAT, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>")
         print("cohere: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
+    if kind == "glm45":  # its tokenization is llama3's: only the chat format is tested (thinking off)
+        glm45_chat_cases(tok, out)
+        print("glm45: vocabulary %d, chat cases" % tok.get_vocab_size())
         return
     if kind == "phi4":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, PHI4_CHAT, "<|endoftext|>", "<|endoftext|>")
@@ -680,11 +696,82 @@ def r1_chat_cases(tok, out, bos, eos):
                response=lambda m: tok.encode(m["content"], add_special_tokens=False).ids + [tok.token_to_id(eos)])
 
 
+# GLM-4.5's and GLM-4.6's chat template (GLM-4.6's chat_template.jinja) without its tools, tool-call and tool-response
+# branches: [gMASK]<sop>, then <|system|>, <|user|> and <|assistant|> turns, a user's text followed by /nothink and
+# an assistant's by an empty think block when thinking is off (enable_thinking=False), an earlier answer's reasoning
+# dropped.
+GLM45_CHAT = (
+    "[gMASK]<sop>\n"
+    "{%- macro visible_text(content) -%}\n"
+    "    {%- if content is string -%}\n        {{- content }}\n"
+    "    {%- elif content is iterable and content is not mapping -%}\n"
+    "        {%- for item in content -%}\n"
+    "            {%- if item is mapping and item.type == 'text' -%}\n                {{- item.text }}\n"
+    "            {%- elif item is string -%}\n                {{- item }}\n            {%- endif -%}\n"
+    "        {%- endfor -%}\n    {%- else -%}\n        {{- content }}\n    {%- endif -%}\n{%- endmacro -%}\n"
+    "{%- set ns = namespace(last_user_index=-1) %}\n"
+    "{%- for m in messages %}\n    {%- if m.role == 'user' %}\n        {% set ns.last_user_index = loop.index0 -%}\n"
+    "    {%- endif %}\n{%- endfor %}\n"
+    "{% for m in messages %}\n"
+    "{%- if m.role == 'user' -%}<|user|>\n"
+    "{{ visible_text(m.content) }}\n"
+    "{{- '/nothink' if (enable_thinking is defined and not enable_thinking and not visible_text(m.content).endswith("
+    "\"/nothink\")) else '' -}}\n"
+    "{%- elif m.role == 'assistant' -%}\n<|assistant|>\n"
+    "{%- set reasoning_content = '' %}\n"
+    "{%- set content = visible_text(m.content) %}\n"
+    "{%- if m.reasoning_content is string %}\n    {%- set reasoning_content = m.reasoning_content %}\n"
+    "{%- else %}\n    {%- if '</think>' in content %}\n"
+    "        {%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1]"
+    ".lstrip('\\n') %}\n"
+    "        {%- set content = content.split('</think>')[-1].lstrip('\\n') %}\n"
+    "    {%- endif %}\n{%- endif %}\n"
+    "{%- if loop.index0 > ns.last_user_index and reasoning_content -%}\n"
+    "{{ '\\n<think>' + reasoning_content.strip() +  '</think>'}}\n"
+    "{%- else -%}\n{{ '\\n<think></think>' }}\n{%- endif -%}\n"
+    "{%- if content.strip() -%}\n{{ '\\n' + content.strip() }}\n{%- endif -%}\n"
+    "{%- elif m.role == 'system' -%}\n<|system|>\n{{ visible_text(m.content) }}\n"
+    "{%- endif -%}\n{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    <|assistant|>{{- '\\n<think></think>' if (enable_thinking is defined and not enable_thinking) else '' -}}\n"
+    "{%- endif -%}")
+
+# GLM's own cases: a user text already ending with /nothink (not doubled), an earlier answer with its reasoning (dropped:
+# its think block empty) and text around it, a response with whitespace around it and one that is whitespace alone.
+GLM45_CONVERSATIONS = [
+    [{"role": "user", "content": "2+3? /nothink"}, {"role": "assistant", "content": "<think>\nadd them</think>\n\n5"},
+     {"role": "user", "content": "and 2+4?"}, {"role": "assistant", "content": "\n  6  \n"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say nothing."},
+     {"role": "assistant", "content": " \n "}],
+]
+
+
+def glm45_chat_cases(tok, out):
+    """chat_cases.json for GLM-4.5 with thinking off: the prompt's ids from transformers' apply_chat_template with the
+    generation prompt; the response's, what the template writes after that prompt up to and including the next
+    user turn's <|user|> (the token that ends an answer: GLM's turns have no end marker of their own, and its
+    generation config stops at <|user|>)."""
+    from transformers import PreTrainedTokenizerFast
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    fast.chat_template = GLM45_CHAT
+    user = tok.token_to_id("<|user|>")
+    cases = []
+    for conv in CONVERSATIONS + GLM45_CONVERSATIONS:
+        prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True, enable_thinking=False)
+        whole = fast.apply_chat_template(conv + [{"role": "user", "content": "next"}], add_generation_prompt=False,
+                                         tokenize=True, enable_thinking=False)
+        assert whole[:len(prompt)] == prompt
+        end = whole.index(user, len(prompt)) + 1
+        cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):end]})
+    with open(os.path.join(out, "chat_cases.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+
+
 def main():
     root = sys.argv[1]
     for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3",
                                       "deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_llm", "deepseek_coder",
-                                      "gpt_neox"):
+                                      "gpt_neox", "glm45"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -27,11 +27,12 @@ say SKIP.
 """
 import json
 import os
+import re
 import shutil
 import sys
 
 from e2e_common import (ROOT, expect_error, multimodal_checkpoint, read_hf_dir, read_safetensors, run, run_case,
-                        run_ok, write_safetensors)
+                        run_ok, safetensors_tensors, write_safetensors)
 from train_test import setup
 
 try:
@@ -366,6 +367,23 @@ def case_fp8(args, tmp):
                             "--max-shard-size", "1")
         assert len(names) > 4, names
     print("export-hf by 2 ranks, each writing its files: the same bytes as by one")
+    # A NaN weight in a file that rank 1 writes (file k by rank k mod 2, a file a tensor): one error line naming the
+    # tensor, every rank stopped, no output directory.
+    weight_map = json.load(open(os.path.join(tmp, "tiny-phi3-f32-shared", "model.safetensors.index.json")))["weight_map"]
+    ranked = [(n, int(f.split("-")[1]) - 1) for n, f in weight_map.items() if n.endswith("proj.weight")]
+    poisoned, _ = next((n, k) for n, k in ranked if k % 2 == 1)
+    nan_model = os.path.join(tmp, "tiny-phi3-nan")
+    shutil.copytree(os.path.join(args.models, "tiny-phi3"), nan_model)
+    tensors = [(n, shape, v[:5] + [float("nan")] + v[6:] if n == poisoned else v)
+               for n, shape, v in safetensors_tensors(os.path.join(nan_model, "model.safetensors"))]
+    write_safetensors(os.path.join(nan_model, "model.safetensors"), tensors)
+    ckpt(args, 1, "import-hf", nan_model, nan_model + "-ckpt")
+    expect_error(args.mpiexec, "fp8 nan on rank 1",
+                 [args.spin, "ckpt", "export-hf", nan_model + "-ckpt", nan_model + "-fp8", "--dtype", "fp8",
+                  "--max-shard-size", "1"],
+                 r"rank 1: tensor \"%s\" holds nan at \[\d+, \d+\], which FP8 cannot hold" % re.escape(poisoned), 2,
+                 nan_model + "-fp8")
+    print("a NaN weight met by rank 1 of an FP8 export: one error line naming it, no output")
     # What FP8 cannot hold, refused: GraniteMoE's experts (one 3-D tensor a layer), a LoRA adapter export, no block.
     granite = os.path.join(tmp, "granitemoe")
     ckpt(args, 1, "import-hf", os.path.join(args.models, "tiny-granitemoe"), granite)

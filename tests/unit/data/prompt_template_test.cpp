@@ -204,6 +204,33 @@ TEST(TiktokenTokenizer, KimiTemplateMatchesMoonlightsAndK2sChatTemplates) {
   }
 }
 
+// glm4.5 against GLM-4.5's / GLM-4.6's template with thinking off (tests/data/hf_bpe/glm45: Llama 3's
+// tokenization, GLM's markers special tokens, <think>, </think> and /nothink added ones): the user's
+// /nothink not doubled, an earlier answer's reasoning dropped, responses stripped (one to nothing), each
+// ended by the next turn's <|user|>. auto takes it by its generation prompt's think block, also from a
+// chat_template.jinja (which transformers prefers to tokenizer_config.json's); GLM-4-0414's is still refused
+// (HfBpeTokenizer.ChatMlTemplateMatchesApplyChatTemplate, below).
+TEST(HfBpeTokenizer, Glm45TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/glm45", PromptTemplate::Glm45, "");
+  expect_chosen("hf_bpe/glm45", PromptTemplate::Glm45, "<|user|>");
+  expect_needs_token(PromptTemplate::Glm45, "glm4.5", "[gMASK]");
+  const testing::ScratchDir scratch("glm45");
+  const fs::path dir = scratch.path();
+  fs::copy_file(fs::path(SPIN_TEST_DATA_DIR) / "hf_bpe/glm45/tokenizer.json", dir / "tokenizer.json");
+  nlohmann::json config =
+      nlohmann::json::parse(std::ifstream(fs::path(SPIN_TEST_DATA_DIR) / "hf_bpe/glm45/tokenizer_config.json"));
+  const std::string glm45 = config.at("chat_template");
+  config["chat_template"] = "{{ messages }}";  // the file's template wins
+  std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  std::ofstream(dir / "chat_template.jinja") << glm45;
+  const auto t = Tokenizer::load(dir.string());
+  EXPECT_EQ(t->chat_template(), glm45);
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Glm45);
+  // A generated answer's ids -- "\n", its text, <|user|> -- back to its text without the line break.
+  const std::vector<std::int32_t> ids = render_response("  Hi.\n", PromptTemplate::Glm45, *t);
+  EXPECT_EQ(response_text(ids, PromptTemplate::Glm45, *t), "Hi.");
+}
+
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
@@ -588,10 +615,11 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
-                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2 or kimi)"),
-            std::string::npos)
+  EXPECT_NE(
+      e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
+             "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
+             "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi or glm4.5)"),
+      std::string::npos)
       << e;
 }
 
