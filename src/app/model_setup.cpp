@@ -274,13 +274,23 @@ ckpt::HfFormat hf_format(const std::string& dtype, const char* option, const mod
 }
 
 std::string hf_config_json(const model::ModelConfig& config, const ckpt::HfFormat& format) {
-  if (format.fp8_block[0] == 0) return config.json_text;
-  nlohmann::json quantized = nlohmann::json::parse(config.json_text);
-  quantized["quantization_config"] = {{"activation_scheme", "dynamic"},
-                                      {"fmt", "e4m3"},
-                                      {"quant_method", "fp8"},
-                                      {"weight_block_size", format.fp8_block}};
-  return quantized.dump(2) + "\n";
+  nlohmann::json j = nlohmann::json::parse(config.json_text);
+  // The dtype the weights are written in (FP8's other tensors: bf16), under the key the file uses --
+  // transformers 4.56 and later write "dtype" -- as save_pretrained records it, so that loading with
+  // torch_dtype="auto" gets it; the text kept as it was where that changes nothing.
+  const char* written = format.dtype == DType::BF16 ? "bfloat16" : format.dtype == DType::F16 ? "float16" : "float32";
+  const char* key = j.contains("dtype") && !j.contains("torch_dtype") ? "dtype" : "torch_dtype";
+  const bool said = j.contains(key) && j[key].is_string();
+  const bool fp8 = format.fp8_block[0] > 0;
+  if (!fp8 && (said ? j[key] == written : format.dtype == DType::F32)) return config.json_text;
+  j[key] = written;
+  if (fp8) {
+    j["quantization_config"] = {{"activation_scheme", "dynamic"},
+                                {"fmt", "e4m3"},
+                                {"quant_method", "fp8"},
+                                {"weight_block_size", format.fp8_block}};
+  }
+  return j.dump(2) + "\n";
 }
 
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option) {

@@ -211,8 +211,10 @@ DType parse_save_dtype(const std::string& name, const char* option);
 ckpt::HfFormat hf_format(const std::string& dtype, const char* option, const model::ModelConfig& config,
                          std::uint64_t max_shard_bytes, const std::array<std::int64_t, 2>& fp8_block = {128, 128});
 
-// `config`'s config.json as files written in `format` carry it: with FP8, its quantization_config
-// (quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size) added.
+// `config`'s config.json as files written in `format` carry it: torch_dtype (or transformers 4.56's
+// dtype) the dtype written (bf16 beside FP8) -- as save_pretrained writes it --, and with FP8 its
+// quantization_config (quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size) added;
+// the text unchanged where neither changes it.
 std::string hf_config_json(const model::ModelConfig& config, const ckpt::HfFormat& format);
 
 }  // namespace spin::app

@@ -571,6 +571,7 @@ def case_convert(args, tmp):
             assert np.array_equal(v, f32[name]) and index["weight_map"][name] == f, name
     bf = os.path.join(tmp, "bf16")
     ckpt(args, 1, "export-hf", saved, bf, "--dtype", "bf16", "--which", "reference")
+    assert json.load(open(os.path.join(bf, "config.json")))["torch_dtype"] == "bfloat16"  # as save_pretrained says
     ref = tensors(saved)
     for name, v in read_safetensors_numpy(os.path.join(bf, "model.safetensors")).items():
         assert np.array_equal(v, to_bf16(ref["reference/" + name])), name

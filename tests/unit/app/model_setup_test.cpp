@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -122,6 +123,31 @@ TEST(ModelSetup, BalanceReportSaysTheSplitOrTheSavingAtTheShardsLength) {
   llama2.vocab_size = 32000;
   llama2.num_kv_heads = 32;
   EXPECT_EQ(balance_report("spin sft", plan_model_shard(llama2, 0, 1, 0, 4), "", "--pp-layers"), "");
+}
+
+// hf_config_json: torch_dtype the dtype written (as save_pretrained writes it), or transformers 4.56's "dtype"
+// where the file uses that key; the text as it was where nothing changes; FP8's quantization_config beside
+// bfloat16 (its other tensors').
+TEST(ModelSetup, ExportedConfigSaysTheDtypeWritten) {
+  const auto config = [](const std::string& json) { return model::ModelConfig::from_json(json, "config"); };
+  const std::string llama = R"({"vocab_size": 64, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 32, "rms_norm_eps": 1e-5)";
+  const auto written = [&](const std::string& tail, const std::string& dtype) {
+    const model::ModelConfig c = config(llama + tail);
+    return hf_config_json(c, hf_format(dtype, "--dtype", c, 1));
+  };
+  const std::string bf16 = llama + R"(, "torch_dtype": "bfloat16"})";
+  EXPECT_EQ(written(R"(, "torch_dtype": "bfloat16"})", "bf16"), bf16);  // unchanged text
+  EXPECT_EQ(written("}", "f32"), llama + "}");  // none said: float32, as transformers reads a config without one
+  EXPECT_EQ(nlohmann::json::parse(written("}", "bf16")).at("torch_dtype"), "bfloat16");
+  EXPECT_EQ(nlohmann::json::parse(written(R"(, "torch_dtype": "bfloat16"})", "f16")).at("torch_dtype"), "float16");
+  const nlohmann::json dtype = nlohmann::json::parse(written(R"(, "dtype": "float32"})", "bf16"));
+  EXPECT_EQ(dtype.at("dtype"), "bfloat16");
+  EXPECT_FALSE(dtype.contains("torch_dtype"));
+  const nlohmann::json fp8 = nlohmann::json::parse(written(R"(, "torch_dtype": "float32"})", "fp8"));
+  EXPECT_EQ(fp8.at("torch_dtype"), "bfloat16");
+  EXPECT_EQ(fp8.at("quantization_config").at("weight_block_size"), nlohmann::json::array({128, 128}));
+  EXPECT_EQ(fp8.at("quantization_config").at("quant_method"), "fp8");
 }
 
 }  // namespace
