@@ -21,6 +21,16 @@ namespace spin::ckpt {
 
 namespace {
 using nlohmann::json;
+
+// `work` on every rank of `group`, an error on any of them thrown on all (parallel::run_collectively) -- or,
+// without a group, here alone.
+void on_group(parallel::Communicator* group, const std::function<void()>& work) {
+  if (group != nullptr) {
+    parallel::run_collectively(*group, work);
+  } else {
+    work();
+  }
+}
 }  // namespace
 
 void write_hf_model(const std::string& dir, const std::string& config_json, const std::vector<HfTensor>& tensors,
@@ -31,18 +41,11 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
   const fs::path tmp = final_dir.string() + ".tmp";
   const int rank = group != nullptr ? group->rank() : 0, ranks = group != nullptr ? group->size() : 1;
   // Each step on every rank of the group, an error on any of them thrown on all (or here alone).
-  const auto step = [&](const std::function<void()>& work) {
-    if (group != nullptr) {
-      parallel::run_collectively(*group, work);
-    } else {
-      work();
-    }
-  };
   // Tensors into files in order, a new file when the next tensor would exceed the limit.
   std::vector<std::vector<SafetensorsWrite>> files(1);
   std::vector<std::size_t> first_tensor(1, 0);  // by file: the index of its first tensor
   std::uint64_t total = 0;
-  step([&] {
+  on_group(group, [&] {
     std::uint64_t in_file = 0;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const HfTensor& t = tensors[i];
@@ -72,14 +75,14 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, n);
     return std::string(name);
   };
-  step([&] {  // file k by rank k mod ranks
+  on_group(group, [&] {  // file k by rank k mod ranks
     for (std::size_t k = static_cast<std::size_t>(rank); k < n; k += static_cast<std::size_t>(ranks)) {
       SafetensorsWriter writer((tmp / file_name(k)).string(), files[k], {{"format", "pt"}});
       for (std::size_t j = 0; j < files[k].size(); ++j) writer.write_next(values(first_tensor[k] + j));
       writer.finish();
     }
   });
-  step([&] {
+  on_group(group, [&] {
     if (rank != 0) return;
     if (n > 1) {
       json weight_map = json::object();
@@ -127,18 +130,13 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
         return static_cast<const float*>(other.data());
       },
       dtype, max_shard_bytes, {}, group);
-  const auto copy = [&] {
+  on_group(group, [&] {
     if (group != nullptr && group->rank() != 0) return;
     for (const char* f : {"preprocessor_config.json", "processor_config.json", "chat_template.json"}) {
       const fs::path from = fs::path(source.dir) / f;
       if (fs::exists(from)) fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing);
     }
-  };
-  if (group != nullptr) {
-    parallel::run_collectively(*group, copy);
-  } else {
-    copy();
-  }
+  });
 }
 
 FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& tensors,
