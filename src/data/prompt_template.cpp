@@ -36,6 +36,10 @@ constexpr const char* kSmolLm3Default = "You are a helpful AI assistant named Sm
 // What SmolLM3's assistant turns and generation prompt open with in the non-thinking mode.
 constexpr const char* kSmolLm3Reply = "assistant\n<think>\n\n</think>\n";
 
+// Stanford Alpaca's preamble: LLaMA-Factory's alpaca template's default system message.
+constexpr const char* kAlpacaSystem =
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n";
+
 // Whether a conversation opens with a system message.
 bool starts_with_system(const std::vector<Message>& messages) {
   return !messages.empty() && messages.front().role == "system";
@@ -259,8 +263,28 @@ std::string glm45_prompt(const std::vector<Message>& messages) {
   return text + "<|assistant|>\n<think></think>";
 }
 
+// LLaMA-Factory's alpaca template (prompt_template.h's alpaca): the text between EOS tokens encoded as one
+// string, as its chat template's rendering is.
+std::vector<std::int32_t> render_alpaca_prompt(const std::vector<Message>& messages, const Tokenizer& t) {
+  require(t.eos_id().has_value(), "the alpaca prompt template needs the tokenizer's EOS, which it does not name");
+  const bool system = starts_with_system(messages);
+  std::string text = system ? messages.front().content : std::string(kAlpacaSystem);
+  std::vector<std::int32_t> ids;
+  for (std::size_t i = system ? 1 : 0; i < messages.size(); ++i) {
+    const Message& m = messages[i];
+    if (m.role == "user") text += "### Instruction:\n" + m.content + "\n\n### Response:\n";
+    if (m.role != "assistant") continue;
+    append(ids, t.encode(text + m.content));
+    ids.push_back(*t.eos_id());
+    text = "\n\n";
+  }
+  append(ids, t.encode(text));
+  return ids;
+}
+
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& t) {
+  if (prompt_template == PromptTemplate::Alpaca) return render_alpaca_prompt(messages, t);
   std::vector<std::int32_t> ids;
   if (prompt_template == PromptTemplate::Glm45) {  // one text, its markers the tokenizer's added tokens
     for (const char* marker : {"[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>"}) {

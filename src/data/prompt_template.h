@@ -138,6 +138,12 @@
 //         ends an answer: GLM's turns have no end marker, and its generation config stops at <|user|>. auto
 //         picks it for a tokenizer with [gMASK], <sop>, <|user|> and <|assistant|> whose chat template writes
 //         that generation prompt where thinking is off (GLM-4-0414's and earlier GLM's are refused)
+//   alpaca (LLaMA-Factory's alpaca template, for base models; never auto's) no BOS; the first system message, as it
+//         is, or Stanford Alpaca's preamble "Below is an instruction that describes a task. Write a response that
+//         appropriately completes the request.\n\n"; then per user message "### Instruction:\n{content}\n\n###
+//         Response:\n", per assistant message "{content}" EOS "\n\n" (later system messages left out); nothing
+//         trimmed. The response is its text, then EOS (LLaMA-Factory also trains the "\n\n" after it, which
+//         opens the next turn: spin's responses end at EOS, where generation stops)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them (glm4.5's markers are
 // text that the tokenizer matches as its added tokens, as apply_chat_template's encoding does; each checked
 // to be one).
@@ -193,12 +199,13 @@ enum class PromptTemplate {
   DeepSeekV31,
   DeepSeekV2,
   Kimi,
-  Glm45
+  Glm45,
+  Alpaca
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
 // gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1,
-// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi or glm4.5; throws naming the choices),
-// "auto"
+// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5 or alpaca; throws naming the
+// choices), "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
@@ -214,7 +221,8 @@ inline constexpr const char* kPromptTemplateChoices =
     "a fixed day), granite4 (Granite 4.0), smollm3 (SmolLM3, thinking off), deepseek-v3 (DeepSeek-V3), "
     "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>), deepseek-v3.1 "
     "(DeepSeek-V3.1, thinking off), deepseek-v2 (DeepSeek-V2 "
-    "Chat, DeepSeek LLM Chat), kimi (Moonlight, Kimi K2) or glm4.5 (GLM-4.5, GLM-4.6, thinking off)";
+    "Chat, DeepSeek LLM Chat), kimi (Moonlight, Kimi K2), glm4.5 (GLM-4.5, GLM-4.6, thinking off) or alpaca "
+    "(LLaMA-Factory's: Stanford Alpaca's preamble, ### Instruction: / ### Response:, for base models)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

@@ -54,7 +54,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::MistralV7,  PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
       PromptTemplate::Cohere,     PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
       PromptTemplate::SmolLm3,    PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::DeepSeekV31,
-      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi,       PromptTemplate::Glm45};
+      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi,       PromptTemplate::Glm45,      PromptTemplate::Alpaca};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -235,6 +235,8 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::DeepSeekV2: return "deepseek-v2";
     case PromptTemplate::Kimi: return "kimi";
     case PromptTemplate::Glm45: return "glm4.5";
+    case PromptTemplate::Alpaca:
+      return "alpaca";
   }
   return "?";
 }

@@ -304,6 +304,8 @@ def build(kind, out, rng):
             json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
     if kind == "llama3":
         chat_cases(tok, out, LLAMA3_CHAT, "<|begin_of_text|>", "<|eot_id|>")
+        chat_cases(tok, out, ALPACA_CHAT, "<|begin_of_text|>", "<|eot_id|>", "chat_cases_alpaca.json",
+                   more=ALPACA_CONVERSATIONS)
     if kind == "o200k":
         chat_cases(tok, out, PHI4_MINI_CHAT, "<|endoftext|>", "<|endoftext|>")
     if kind == "granite":  # 3.1-3.3's dated default system message on the day spin writes
@@ -695,6 +697,26 @@ def r1_chat_cases(tok, out, bos, eos):
                conversations=[reasoning, CONVERSATIONS[1]],
                response=lambda m: tok.encode(m["content"], add_special_tokens=False).ids + [tok.token_to_id(eos)])
 
+
+# LLaMA-Factory's alpaca template as its Template._get_jinja_template writes it (the tokenizer's chat template after
+# training with template=alpaca), here with <|eot_id|> as the tokenizer's EOS: Stanford Alpaca's preamble as the
+# default system message -- a conversation's own system message instead of it, as it is --, "### Instruction:\n"
+# before a user's text and "\n\n### Response:\n" after it, EOS and "\n\n" after an assistant's.
+ALPACA_CHAT = (
+    "{% set system_message = 'Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\\n\\n' %}"
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% endif %}"
+    "{% if system_message is defined %}{{ system_message }}{% endif %}"
+    "{% for message in loop_messages %}{% set content = message['content'] %}"
+    "{% if message['role'] == 'user' %}{{ '### Instruction:\\n' + content + '\\n\\n### Response:\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ content + '<|eot_id|>' + '\\n\\n' }}{% endif %}{% endfor %}")
+# Alpaca's own cases: an instruction with its input on the next line (spin's Alpaca records, as LLaMA-Factory joins
+# them), a response that opens with a space.
+ALPACA_CONVERSATIONS = [
+    [{"role": "user", "content": "Translate to French.\nGood morning"}, {"role": "assistant", "content": "Bonjour"}],
+    [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": " Blue, or red."}],
+]
 
 # GLM-4.5's and GLM-4.6's chat template (GLM-4.6's chat_template.jinja) without its tools, tool-call and tool-response
 # branches: [gMASK]<sop>, then <|system|>, <|user|> and <|assistant|> turns, a user's text followed by /nothink and

@@ -231,6 +231,17 @@ TEST(HfBpeTokenizer, Glm45TemplateMatchesApplyChatTemplate) {
   EXPECT_EQ(response_text(ids, PromptTemplate::Glm45, *t), "Hi.");
 }
 
+// alpaca against LLaMA-Factory's alpaca template as the Jinja template it writes into a tokenizer it trained
+// (here with <|eot_id|> the EOS): the preamble or the conversation's own system message, an instruction with
+// its input on the next line, an earlier answer ended by EOS and "\n\n", responses ended by EOS (the oracle's
+// "\n\n" after it opens the next turn). Named only: auto never takes it.
+TEST(HfBpeTokenizer, AlpacaTemplateMatchesLlamaFactorysChatTemplate) {
+  expect_chat_cases("hf_bpe/llama3", PromptTemplate::Alpaca, "\n\n", "chat_cases_alpaca.json");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
+  EXPECT_EQ(choose_prompt_template("alpaca", t.get()), PromptTemplate::Alpaca);
+  EXPECT_EQ(response_end(PromptTemplate::Alpaca, *t), t->eos_id());
+}
+
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
@@ -618,7 +629,8 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_NE(
       e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
              "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-             "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi or glm4.5)"),
+             "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5 or "
+             "alpaca)"),
       std::string::npos)
       << e;
 }
