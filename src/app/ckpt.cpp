@@ -455,11 +455,9 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
             o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
     const std::array<std::int64_t, 2> block = o.dtype == "fp8" ? fp8_block(o) : std::array<std::int64_t, 2>{};
     format = hf_format(o.dtype, "spin ckpt: --dtype", *config, o.max_shard_bytes, block);
-    // Hugging Face's tensor order: the model's own (one stage holding every layer).
-    for (const ShardedTensor& s : model::parameter_layout(*config, model::tp_dims(*config, 0, 1),
-                                                          model::StageLayers::whole(config->num_layers))) {
-      require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
-      tensors.push_back({s.name, s.global_shape, false, format.fp8_for(s.name)});
+    tensors = hf_tensors(*config, format);
+    for (const ckpt::HfTensor& t : tensors) {
+      require(reader.has(o.which, t.name), reader.dir(), ": no tensor ", o.which, "/", t.name);
     }
     const auto read = [&](std::size_t i) {
       values = reader.read_all(o.which, tensors[i].name);

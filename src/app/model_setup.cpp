@@ -246,6 +246,15 @@ DType parse_save_dtype(const std::string& name, const char* option) {
   fail(option, " \"", name, "\" is not f32, bf16 or f16");
 }
 
+std::vector<ckpt::HfTensor> hf_tensors(const model::ModelConfig& config, const ckpt::HfFormat& format) {
+  std::vector<ckpt::HfTensor> tensors;
+  for (const ShardedTensor& s :
+       model::parameter_layout(config, model::tp_dims(config, 0, 1), model::StageLayers::whole(config.num_layers))) {
+    tensors.push_back({s.name, s.global_shape, false, format.fp8_for(s.name)});
+  }
+  return tensors;
+}
+
 ckpt::HfFormat hf_format(const std::string& dtype, const char* option, const model::ModelConfig& config,
                          std::uint64_t max_shard_bytes, const std::array<std::int64_t, 2>& fp8_block) {
   ckpt::HfFormat format;
@@ -260,12 +269,7 @@ ckpt::HfFormat hf_format(const std::string& dtype, const char* option, const mod
   const HfLayout files = model::hf_layout(config);
   require(!files.multimodal, option, " fp8: a multimodal model is written back whole, in f32, bf16 or f16");
   // The matrices as the files hold them (names and shapes: fused, renamed; nothing read).
-  std::vector<ckpt::HfTensor> tensors;
-  for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
-                                                        model::StageLayers::whole(config.num_layers))) {
-    tensors.push_back({s.name, s.global_shape, false, format.fp8_for(s.name)});
-  }
-  for (const ckpt::HfTensor& t : ckpt::fuse_tensors(files, tensors, nullptr).tensors) {
+  for (const ckpt::HfTensor& t : ckpt::fuse_tensors(files, hf_tensors(config, format), nullptr).tensors) {
     require(!t.fp8 || t.shape.size() == 2, option, " fp8: the model's files hold \"", t.name, "\" as a ",
             shape_text(t.shape),
             " tensor (a layer's experts in one), which block-scaled FP8 does not hold: save in bf16");

@@ -202,6 +202,10 @@ std::string lora_config_json(const model::LoraConfig& lora);
 // The dtype of an exported model: "f32", "bf16" or "f16". Errors name `option`.
 DType parse_save_dtype(const std::string& name, const char* option);
 
+// `config`'s tensors in Hugging Face's order (the model's own, one stage holding every layer), whole, each
+// marked fp8 where `format` writes it so (names and shapes: nothing allocated).
+std::vector<ckpt::HfTensor> hf_tensors(const model::ModelConfig& config, const ckpt::HfFormat& format);
+
 // How `config`'s model is written as Hugging Face files (checkpoint.save_dtype, spin sft --save-dtype,
 // spin ckpt export-hf --dtype): `dtype` f32, bf16, f16, or fp8 -- every decoder layer's projection
 // matrix (model::is_layer_projection) block-scaled to FP8 E4M3 in `fp8_block` blocks beside its

@@ -379,7 +379,8 @@ struct HfBpeTokenizer::Loader {
   // where transformers 4.43 and later save it (GLM-4.5's, for one), and which transformers prefers.
   static void special_tokens(HfBpeTokenizer& t, const fs::path& config, const json& c) {
     const fs::path jinja = config.parent_path() / "chat_template.jinja";
-    if (fs::exists(jinja)) t.chat_template_ = read_text_file(jinja.string());
+    const bool jinja_file = fs::exists(jinja);
+    if (jinja_file) t.chat_template_ = read_text_file(jinja.string());
     if (c.is_null()) return;
     const auto special = [&](const char* key) -> std::optional<std::int32_t> {
       if (!c.contains(key) || c[key].is_null()) return std::nullopt;
@@ -394,7 +395,7 @@ struct HfBpeTokenizer::Loader {
     t.bos_ = special("bos_token");
     t.eos_ = special("eos_token");
     // A string, or (some models) a list of named templates of which "default" is the one.
-    if (fs::exists(jinja)) return;
+    if (jinja_file) return;
     if (c.contains("chat_template") && c["chat_template"].is_string()) t.chat_template_ = c["chat_template"];
     if (c.contains("chat_template") && c["chat_template"].is_array()) {
       for (const json& named : c["chat_template"]) {

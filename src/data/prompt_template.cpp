@@ -239,17 +239,20 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
   append(ids, t.encode(role));
   ids.push_back(special(t, PromptTemplate::Llama3, "<|end_header_id|>"));
 }
-}  // namespace
+// GLM-4.5's answer line as its template writes it: "\n" and the text stripped, or nothing where that is empty.
+std::string glm45_line(const std::string& text) {
+  const std::string answer = stripped(text);
+  return answer.empty() ? "" : "\n" + answer;
+}
 
-// GLM-4.5's answer text as its template writes an assistant message (prompt_template.h's glm4.5): after the
-// message's last </think>, less the line breaks that open it, stripped; "\n" before it where any is left.
+// GLM-4.5's answer text as its template writes an assistant message (prompt_template.h's glm4.5): its
+// glm45_line after the message's last </think>, less the line breaks that open it.
 std::string glm45_answer(std::string text) {
   if (const std::size_t close = text.rfind("</think>"); close != std::string::npos) {
     text.erase(0, close + std::string_view("</think>").size());
     text.erase(0, std::min(text.find_first_not_of('\n'), text.size()));
   }
-  const std::string answer = stripped(text);
-  return answer.empty() ? "" : "\n" + answer;
+  return glm45_line(text);
 }
 
 // GLM-4.5's conversation text with thinking off, up to its generation prompt (prompt_template.h's glm4.5).
@@ -281,6 +284,8 @@ std::vector<std::int32_t> render_alpaca_prompt(const std::vector<Message>& messa
   append(ids, t.encode(text));
   return ids;
 }
+
+}  // namespace
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& t) {
@@ -549,8 +554,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
     return ids;
   }
   if (prompt_template == PromptTemplate::Glm45) {  // after the prompt's </think>, before the next turn's <|user|>
-    const std::string answer = stripped(text);
-    std::vector<std::int32_t> ids = t.encode(answer.empty() ? "" : "\n" + answer);
+    std::vector<std::int32_t> ids = t.encode(glm45_line(text));
     ids.push_back(special(t, prompt_template, "<|user|>"));
     return ids;
   }
