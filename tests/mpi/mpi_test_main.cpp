@@ -2,9 +2,12 @@
 // while other ranks print only their failures (prefixed with the rank), and exits non-zero on
 // every rank if any rank failed.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "mpi/mpi_test.h"
 #include "parallel/mpi_communicator.h"
@@ -31,6 +34,12 @@ class FailuresOnly : public ::testing::EmptyTestEventListener {
 
 namespace spin::testing {
 parallel::Communicator& mpi_world() { return *g_world; }
+
+std::string shared_temp_dir(const std::string& prefix) {
+  std::int64_t pid = ::getpid();
+  g_world->broadcast(&pid, 1, 0);
+  return (std::filesystem::temp_directory_path() / (prefix + "_" + std::to_string(pid))).string();
+}
 }  // namespace spin::testing
 
 int main(int argc, char** argv) {

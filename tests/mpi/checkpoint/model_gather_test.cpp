@@ -6,7 +6,6 @@
 #include "checkpoint/model_gather.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -90,13 +89,6 @@ TEST(ModelGather, ShardsThatDoNotTileATensorAreAnErrorOnEveryRank) {
   EXPECT_NE(e.find("tensor \"a\": its primary shards do not add up to its [6, 4]"), std::string::npos) << e;
 }
 
-// The directory every rank agrees on (rank 0's pid), under /tmp.
-std::string shared_dir(const std::string& tag) {
-  std::int64_t pid = ::getpid();
-  mpi_world().broadcast(&pid, 1, 0);
-  return (fs::temp_directory_path() / ("spin_gather_" + tag + "_" + std::to_string(pid))).string();
-}
-
 std::string bytes_of(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -113,7 +105,8 @@ TEST(ModelGather, ReplicasShareTheFilesOneReplicaWrites) {
   for (const char* name : {"p", "q", "r", "s", "t"}) local.push_back(shard(name, {4, 3}, 0, 2 * rank, 2, 2));
   HfFormat format;
   format.max_shard_bytes = 1;
-  const std::string shared = shared_dir("shared"), alone = shared_dir("alone");
+  const std::string shared = testing::shared_temp_dir("spin_gather_shared");
+  const std::string alone = testing::shared_temp_dir("spin_gather_alone");
   save_hf_model(shared, "{}", local, *mp, format, {}, "", writers.get());
   if (replica == 0) save_hf_model(alone, "{}", local, *mp, format, {}, "");
   world.barrier();

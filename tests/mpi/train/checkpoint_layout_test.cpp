@@ -3,7 +3,6 @@
 // single-rank run ends (losses and weights to 1e-5) -- across expert parallelism and interleaved
 // stages (a stage's layers not contiguous) too; resumed at the same layout, bitwise.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <optional>
@@ -20,12 +19,7 @@ using spin::testing::SftSetup;
 
 namespace fs = std::filesystem;
 
-// The directory every rank agrees on (rank 0's pid), under /tmp.
-std::string shared_dir(const std::string& tag) {
-  std::int64_t pid = ::getpid();
-  mpi_world().broadcast(&pid, 1, 0);
-  return (fs::temp_directory_path() / ("spin_ckpt_" + tag + "_" + std::to_string(pid))).string();
-}
+std::string shared_dir(const std::string& tag) { return testing::shared_temp_dir("spin_ckpt_" + tag); }
 
 // The run on the first ranks of the world that `layout` needs; nullopt on the others.
 std::optional<Result> run_on(const SftSetup& s, const testing::Checkpointing& ck) {
