@@ -64,7 +64,9 @@ std::size_t run(const CodePoints& s, std::size_t i, Pred in) {
   return i;
 }
 
-// 's 't 're 've 'm 'll 'd at i: the match's end, or i. ASCII case folding when `any_case`.
+// 's 't 're 've 'm 'll 'd at i: the match's end, or i. With `any_case`, (?i:...) as Oniguruma and fancy-regex
+// run it: Unicode's simple case folding, which maps A-Z and LATIN SMALL LETTER LONG S (U+017F, an s) -- and no
+// other code point -- onto these letters.
 std::size_t contraction(const CodePoints& s, std::size_t i, bool any_case) {
   if (s.cp[i] != U'\'') return i;
   for (std::u32string_view suffix : {U"s", U"t", U"re", U"ve", U"m", U"ll", U"d"}) {
@@ -73,6 +75,7 @@ std::size_t contraction(const CodePoints& s, std::size_t i, bool any_case) {
     for (std::size_t k = 0; k < suffix.size() && ok; ++k) {
       char32_t c = s.cp[i + 1 + k];
       if (any_case && c >= U'A' && c <= U'Z') c += U'a' - U'A';
+      if (any_case && c == U'\u017f') c = U's';
       ok = c == suffix[k];
     }
     if (ok) return i + 1 + suffix.size();

@@ -202,6 +202,26 @@ TEST(HfBpeTokenizer, O200kStyleWithStrippingAddedTokensMatchesHuggingFaceTokeniz
   EXPECT_EQ(t.encode("<|user|>  <|end|>"), (std::vector<std::int32_t>{2, 4}));
 }
 
+// (?i:'s|...) folds case as Oniguruma (tokenizers) and fancy-regex (tiktoken) do, by Unicode's simple case folding:
+// LATIN SMALL LETTER LONG S (U+017F) is an s there -- the one code point besides ASCII's that folds to a
+// contraction's letter --, so "'\u017f" is a contraction and the letters after it a word of their own. The pieces are
+// `tokenizers`' for these texts (Llama 3's expression; o200k's, whose contraction follows a word).
+TEST(HfBpeTokenizer, ContractionsFoldCaseAsUnicodeDoes) {
+  const auto pieces = [](const std::string& fixture, const std::string& text) {
+    const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + fixture + "/tokenizer.json");
+    std::vector<std::string> got;
+    for (std::string_view p : t.pre_tokenize(text)) got.emplace_back(p);
+    return got;
+  };
+  using Pieces = std::vector<std::string>;
+  EXPECT_EQ(pieces("llama3", "Don'\u017ft go"), (Pieces{"Don", "'\u017f", "t", " go"}));
+  EXPECT_EQ(pieces("llama3", "\u017f'\u017f\u017f"), (Pieces{"\u017f", "'\u017f", "\u017f"}));
+  EXPECT_EQ(pieces("llama3", "I'LL"), (Pieces{"I", "'LL"}));
+  EXPECT_EQ(pieces("o200k", "Don'\u017ft go"), (Pieces{"Don'\u017f", "t", " go"}));
+  EXPECT_EQ(pieces("o200k", "A'\u017fB"), (Pieces{"A'\u017f", "B"}));
+  EXPECT_EQ(pieces("gpt2", "x'\u017ft"), (Pieces{"x", "'", "\u017ft"}));  // GPT-2's contractions are lower case only
+}
+
 TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   const auto& bpe = dynamic_cast<const HfBpeTokenizer&>(*t);
