@@ -409,6 +409,10 @@ def case_fp8(args, tmp):
                  [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "granite-run"),
                   "--model.path", os.path.join(args.models, "tiny-granitemoe"), "--checkpoint.save_dtype", "fp8"],
                  "checkpoint.save_dtype fp8: the model's files hold", 1, os.path.join(tmp, "granite-run"))
+    expect_error(args.mpiexec, "train zero shard size",
+                 [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "zero-run"),
+                  "--parallel.tp", "2", "--checkpoint.save_max_shard_size", "0"],
+                 r"checkpoint.save_max_shard_size must be positive, got 0", 2, os.path.join(tmp, "zero-run"))
     print("checkpoint.save_dtype fp8 at TP 2: iteration_1 is the FP8 export of its checkpoint, byte for byte")
 
 
