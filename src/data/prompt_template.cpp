@@ -1,5 +1,7 @@
 #include "data/prompt_template.h"
 
+#include <algorithm>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
@@ -151,6 +153,19 @@ bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
 
+bool is_olmo3(PromptTemplate p) { return p == PromptTemplate::Olmo3 || p == PromptTemplate::Olmo31; }
+
+// The system turn a ChatML template writes before a conversation that lacks one: Qwen2.5's where the first
+// message is not a system one, OLMo 3's where none is; nullopt for none.
+std::optional<std::string> chatml_default_system(const std::vector<Message>& messages, PromptTemplate p) {
+  if (p == PromptTemplate::Qwen25 && !starts_with_system(messages)) return detail::kQwen25System;
+  if (!is_olmo3(p) || std::any_of(messages.begin(), messages.end(), [](const Message& m) { return m.role == "system"; })) {
+    return std::nullopt;
+  }
+  return std::string(p == PromptTemplate::Olmo3 ? detail::kOlmo3System : detail::kOlmo31System) +
+         detail::kOlmo3NoFunctions;
+}
+
 // Gemma's, Llama 2's and Mistral's formats take roles that alternate from the user's; Gemma's
 // (1 and 2) refuses a system message, the others take one first (folded into a user turn).
 // Returns the system message's content ("" without one).
@@ -297,7 +312,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     }
     return t.encode(glm45_prompt(messages));
   }
-  if (is_chatml(prompt_template)) {
+  if (is_chatml(prompt_template) || is_olmo3(prompt_template)) {
     const std::int32_t start = special(t, prompt_template, "<|im_start|>");
     const std::int32_t end = special(t, prompt_template, "<|im_end|>");
     const auto turn = [&](const std::string& role, const std::string& content) {
@@ -306,8 +321,8 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       ids.push_back(end);
       append(ids, t.encode("\n"));
     };
-    if (prompt_template == PromptTemplate::Qwen25 && (messages.empty() || messages.front().role != "system")) {
-      turn("system", detail::kQwen25System);
+    if (const std::optional<std::string> system = chatml_default_system(messages, prompt_template)) {
+      turn("system", *system);
     }
     for (const Message& m : messages) turn(m.role, m.content);
     ids.push_back(start);
@@ -598,6 +613,12 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   if (prompt_template == PromptTemplate::Cohere) return special(t, prompt_template, "<|END_OF_TURN_TOKEN|>");
   if (is_granite(prompt_template)) return special(t, prompt_template, "<|end_of_text|>");
   if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token
+  if (is_olmo3(prompt_template)) {  // its template's eos_token, which ends the last message
+    const std::optional<std::int32_t> eos = t.template_eos_id();
+    require(eos.has_value(), "the ", prompt_template_name(prompt_template),
+            " prompt template ends a response with the tokenizer's EOS, and the model's tokenizer has none");
+    return eos;
+  }
   if (is_deepseek(prompt_template) || prompt_template == PromptTemplate::DeepSeekV2) {
     return special(t, prompt_template, "<｜end▁of▁sentence｜>");
   }

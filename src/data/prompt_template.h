@@ -13,8 +13,9 @@
 //         writes SmolLM3's "Reasoning Mode" (before qwen3), deepseek-r1, deepseek-v3 or deepseek-v3.1 when
 //         its chat template is R1's, V3's or V3.1's (below), deepseek-v2 for V2's (below), kimi for Moonshot
 //         AI's chat tokens (below), glm4.5 for GLM-4.5's and GLM-4.6's chat template (below),
-//         chat otherwise; chat templates spin does not write (OLMo 3's, Phi-3's SentencePiece one, other Granite,
-//         DeepSeek, Moonshot and GLM ones) are refused
+//         olmo3.1 or olmo3 for Olmo 3.1 Instruct's or Olmo 3 Instruct's chat template (below),
+//         chat otherwise; chat templates spin does not write (OLMo 3 Think's, Phi-3's SentencePiece one, other
+//         Granite, DeepSeek, Moonshot and GLM ones) are refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -144,6 +145,16 @@
 //         Response:\n", per assistant message "{content}" EOS "\n\n" (later system messages left out); nothing
 //         trimmed. The response is its text, then EOS (LLaMA-Factory also trains the "\n\n" after it, which
 //         opens the next turn: spin's responses end at EOS, where generation stops)
+//   olmo3.1 (Olmo 3.1 Instruct's chat template, without tools) ChatML without BOS: where no message is a system one,
+//         first <|im_start|> "system\nYou are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December
+//         2024, and your model weights are available at https://huggingface.co/allenai. You do not currently have
+//         access to any functions. <functions></functions>" <|im_end|> "\n"; then per message (a system one where it
+//         stands) <|im_start|> "{role}\n{content}" <|im_end|> "\n"; then <|im_start|> "assistant\n". The response
+//         is its text, then the tokenizer's EOS (<|endoftext|>), with which the template ends the last message.
+//         auto picks it for a chat template with ChatML's markers, that default and those turns -- a system
+//         message as given, the last message ended by eos_token --, and no <think> (Think models' are refused)
+//   olmo3 (Olmo 3 Instruct's) olmo3.1 with 3.0's default system message: "You are a helpful function-calling AI
+//         assistant. You do not currently have access to any functions. <functions></functions>"
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them (glm4.5's markers are
 // text that the tokenizer matches as its added tokens, as apply_chat_template's encoding does; each checked
 // to be one).
@@ -153,7 +164,7 @@
 // <end_of_turn>; llama2: the ids of its trimmed text and a space; cohere: its stripped text's, then
 // <|END_OF_TURN_TOKEN|>; granite*: its text's, then <|end_of_text|>; smollm3: its text's without leading
 // newlines, then <|im_end|>; deepseek-*: its text's (deepseek-v2: after a space), then <｜end▁of▁sentence｜>; kimi: its
-// text's, then <|im_end|>; glm4.5: above).
+// text's, then <|im_end|>; glm4.5: above; olmo3, olmo3.1: its text's, then EOS).
 #pragma once
 
 #include <cstdint>
@@ -200,11 +211,14 @@ enum class PromptTemplate {
   DeepSeekV2,
   Kimi,
   Glm45,
-  Alpaca
+  Alpaca,
+  Olmo3,
+  Olmo31
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
 // gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1,
-// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5 or alpaca; throws naming the
+// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5, alpaca, olmo3 or olmo3.1;
+// throws naming the
 // choices), "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
@@ -212,7 +226,8 @@ const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
     "auto (tulu for a chat template writing Tulu's turns, llama3.1, llama3, phi4, phi4-mini, qwen3, chatml, gemma3, "
-    "gemma, mistral-v7, mistral-v3, cohere, granite*, deepseek-* or kimi for a tokenizer with their chat tokens, else "
+    "gemma, mistral-v7, mistral-v3, cohere, granite*, deepseek-*, kimi, glm4.5 or olmo3* for a tokenizer with their "
+    "chat tokens or template, else "
     "chat), chat, plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's "
     "default system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 "
     "(Llama 2 chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 "
@@ -221,8 +236,9 @@ inline constexpr const char* kPromptTemplateChoices =
     "a fixed day), granite4 (Granite 4.0), smollm3 (SmolLM3, thinking off), deepseek-v3 (DeepSeek-V3), "
     "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>), deepseek-v3.1 "
     "(DeepSeek-V3.1, thinking off), deepseek-v2 (DeepSeek-V2 "
-    "Chat, DeepSeek LLM Chat), kimi (Moonlight, Kimi K2), glm4.5 (GLM-4.5, GLM-4.6, thinking off) or alpaca "
-    "(LLaMA-Factory's: Stanford Alpaca's preamble, ### Instruction: / ### Response:, for base models)";
+    "Chat, DeepSeek LLM Chat), kimi (Moonlight, Kimi K2), glm4.5 (GLM-4.5, GLM-4.6, thinking off), alpaca "
+    "(LLaMA-Factory's: Stanford Alpaca's preamble, ### Instruction: / ### Response:, for base models), olmo3 (Olmo 3 "
+    "Instruct) or olmo3.1 (Olmo 3.1 Instruct)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

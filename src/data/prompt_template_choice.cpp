@@ -26,19 +26,44 @@ std::optional<PromptTemplate> granite_of(const std::string& chat_template) {
   return std::nullopt;
 }
 
-// The Tulu format's user turn as its chat templates write it, the template's "\\n" escapes read
-// as newlines: OLMo 2 Instruct's, Tulu 3's (open-instruct's), or the first OLMo Instruct's, whose
-// newline after the turn is the template's own text after the expression (Jinja's trim_blocks
-// keeps a newline after "}}").
-bool writes_tulu_turns(const std::string& chat_template) {
+// A chat template's text with its "\\n" escapes read as line breaks: the same string to Jinja inside a literal,
+// whichever of the two a template (or a copy of it written out as a file) holds.
+std::string with_line_breaks(const std::string& chat_template) {
   std::string text;
   for (std::size_t i = 0; i < chat_template.size(); ++i) {
     const bool escape = chat_template[i] == '\\' && i + 1 < chat_template.size() && chat_template[i + 1] == 'n';
     text += escape ? '\n' : chat_template[i];
     i += escape ? 1 : 0;
   }
+  return text;
+}
+
+// The Tulu format's user turn as its chat templates write it: OLMo 2 Instruct's, Tulu 3's (open-instruct's), or
+// the first OLMo Instruct's, whose newline after the turn is the template's own text after the expression (Jinja's
+// trim_blocks keeps a newline after "}}").
+bool writes_tulu_turns(const std::string& chat_template) {
+  const std::string text = with_line_breaks(chat_template);
   return text.find("'<|user|>\n' + message['content'] + '\n'") != std::string::npos ||
          text.find("'<|user|>\n' + message['content'] }}\n") != std::string::npos;
+}
+
+// Which OLMo 3 template a chat template is: Olmo 3 Instruct's or Olmo 3.1 Instruct's by its default system turn,
+// with the turns spin writes -- a system message as given (open-instruct's "olmo" template appends the
+// no-functions sentence to every one), the last message ended by eos_token -- and no think block (the Think
+// models'); nullopt for another.
+std::optional<PromptTemplate> olmo3_of(const std::string& chat_template) {
+  const std::string text = with_line_breaks(chat_template);
+  const auto has = [&](const std::string& part) { return text.find(part) != std::string::npos; };
+  if (has("<think>") || !has("{{- '<|im_start|>system\n' + message['content'] -}}") ||
+      !has("{%- else -%}{{- eos_token -}}") || !has("{{- '<|im_start|>user\n' + message['content'] + '<|im_end|>\n' -}}") ||
+      !has(std::string("{{- '") + detail::kOlmo3NoFunctions + "<|im_end|>\n' -}}")) {
+    return std::nullopt;
+  }
+  for (const auto& [system, which] : {std::pair{detail::kOlmo3System, PromptTemplate::Olmo3},
+                                      std::pair{detail::kOlmo31System, PromptTemplate::Olmo31}}) {
+    if (has(std::string("{{- '<|im_start|>system\n") + system + "' -}}")) return which;
+  }
+  return std::nullopt;
 }
 
 bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
@@ -54,7 +79,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::MistralV7,  PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
       PromptTemplate::Cohere,     PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
       PromptTemplate::SmolLm3,    PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::DeepSeekV31,
-      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi,       PromptTemplate::Glm45,      PromptTemplate::Alpaca};
+      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi,       PromptTemplate::Glm45,      PromptTemplate::Alpaca,
+      PromptTemplate::Olmo3,      PromptTemplate::Olmo31};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -96,12 +122,18 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   const auto template_has = [&](const char* text) {
     return tokenizer != nullptr && tokenizer->chat_template().find(text) != std::string::npos;
   };
-  // OLMo 3's templates (Instruct, Think): ChatML's markers, the assistant's turn ended by
-  // <|endoftext|> rather than <|im_end|>, and where a conversation has no system message a
-  // default one naming Ai2, different between releases -- not chatml.
-  refuse(template_has("built by Ai2"),
-         "chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's "
-         "turn and a default system message)");
+  // OLMo 3's templates (Instruct, Think, open-instruct's): ChatML's markers, the last message ended by
+  // <|endoftext|> rather than <|im_end|>, and where a conversation has no system message a default one, different
+  // between releases -- Olmo 3 Instruct's and 3.1 Instruct's taken, another refused rather than taken for chatml
+  // (or, for the think tokens of its vocabulary, qwen3).
+  if (template_has("<functions></functions>") || template_has("built by Ai2")) {
+    const std::optional<PromptTemplate> olmo3 = olmo3_of(tokenizer->chat_template());
+    refuse(!olmo3.has_value(),
+           "chat template is an OLMo 3 one (ChatML with <|endoftext|> ending the last message and a default system "
+           "message) other than Olmo 3 Instruct's and Olmo 3.1 Instruct's (a Think model's, with its <think> block, "
+           "or open-instruct's)");
+    return *olmo3;
+  }
   // GLM-4.5's and GLM-4.6's template: its generation prompt's empty think block where thinking is off (the
   // Jinja source's '\n' escape).
   if (has_tokens(tokenizer, {"[gMASK]", "<sop>", "<|user|>", "<|assistant|>"}) && template_has("[gMASK]<sop>") &&
@@ -235,8 +267,10 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::DeepSeekV2: return "deepseek-v2";
     case PromptTemplate::Kimi: return "kimi";
     case PromptTemplate::Glm45: return "glm4.5";
-    case PromptTemplate::Alpaca:
-      return "alpaca";
+    case PromptTemplate::Alpaca: return "alpaca";
+    case PromptTemplate::Olmo3: return "olmo3";
+    case PromptTemplate::Olmo31:
+      return "olmo3.1";
   }
   return "?";
 }

@@ -13,6 +13,14 @@ inline constexpr const char* kQwen25System = "You are Qwen, created by Alibaba C
 inline constexpr const char* kGranite4System =
     "You are a helpful assistant. Please ensure responses are professional, accurate, and safe.";
 
+// The default system messages of Olmo 3 Instruct's and Olmo 3.1 Instruct's chat templates, each followed by
+// kOlmo3NoFunctions where no functions are given (spin never gives any).
+inline constexpr const char* kOlmo3System = "You are a helpful function-calling AI assistant. ";
+inline constexpr const char* kOlmo31System =
+    "You are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, and your model weights are "
+    "available at https://huggingface.co/allenai. ";
+inline constexpr const char* kOlmo3NoFunctions = "You do not currently have access to any functions. <functions></functions>";
+
 // The opening of the default system turn Moonshot's chat templates write before a conversation without a
 // system message.
 inline constexpr const char* kKimiSystemTurn = "<|im_system|>system<|im_middle|>";

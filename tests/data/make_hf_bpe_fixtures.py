@@ -11,7 +11,9 @@ specials on llama3's tokenization), cohere (Aya 23's / Command-R's) and smollm3 
 think tokens on llama3's tokenization, SmolLM3's template) only that. granite: as
 Granite 3's (StarCoder's) tokenizer -- Digits with individual_digits, then ByteLevel with GPT-2's
 expression -- with its role tokens: cases.json and the chat cases of Granite 3.0's, 3.1-3.3's and
-4.0's templates. gpt_neox: as GPT-NeoX-20B's and Pythia's -- NFC, ByteLevel with GPT-2's expression,
+4.0's templates. olmo3: ChatML's and the think tokens on llama3's tokenization (OLMo 3's Dolma 2
+tokenizer is cl100k's), <|endoftext|> its EOS: the chat cases of Olmo 3.1 Instruct's template and of the same
+template with Olmo 3 Instruct's default system message. gpt_neox: as GPT-NeoX-20B's and Pythia's -- NFC, ByteLevel with GPT-2's expression,
 runs of 2-24 spaces as normalized added tokens (matched after the normalizer) --: cases.json.
 
     build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
@@ -38,6 +40,7 @@ NEOX_SPACES = [" " * n for n in range(24, 1, -1)]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
 SMOLLM3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+OLMO3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<think>", "</think>"]
 # GLM-4.5's / GLM-4.6's: its special tokens, then its think tokens and /nothink as added tokens that are not
 # special (as its tokenizer.json has them).
 GLM45_SPECIALS = ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
@@ -194,7 +197,7 @@ def texts(rng, pool=POOL):
 
 def build(kind, out, rng):
     specials, pool = SPECIALS, POOL
-    if kind in ("llama3", "llama31", "phi4", "cohere", "smollm3", "glm45"):  # Phi-4's, GLM's: cl100k's, as Llama 3's
+    if kind in ("llama3", "llama31", "phi4", "cohere", "smollm3", "glm45", "olmo3"):  # Phi-4's, GLM's, OLMo 3's: cl100k's
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
@@ -255,6 +258,8 @@ def build(kind, out, rng):
         specials = SMOLLM3_SPECIALS
     elif kind == "glm45":
         specials = GLM45_SPECIALS
+    elif kind == "olmo3":
+        specials = OLMO3_SPECIALS
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -297,6 +302,9 @@ def build(kind, out, rng):
         elif kind == "glm45":  # as GLM-4.5's (its template writes [gMASK]<sop>)
             json.dump({"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": GLM45_CHAT}, f)
+        elif kind == "olmo3":  # as Olmo 3.1 Instruct's (its template writes no BOS)
+            json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|pad|>",
+                       "chat_template": OLMO31_CHAT}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -334,6 +342,13 @@ def build(kind, out, rng):
     if kind == "glm45":  # its tokenization is llama3's: only the chat format is tested (thinking off)
         glm45_chat_cases(tok, out)
         print("glm45: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
+    if kind == "olmo3":  # its tokenization is llama3's: only the chat formats are tested (tools=None, as transformers
+        # 4.42 and later pass it: 4.40's would leave `tools` undefined, which the template's system branch reads as given)
+        for template, name in ((OLMO3_CHAT, "chat_cases_olmo3.json"), (OLMO31_CHAT, "chat_cases_olmo3.1.json")):
+            chat_cases(tok, out, template, "<|endoftext|>", "<|endoftext|>", name, {"tools": None},
+                       more=OLMO3_CONVERSATIONS)
+        print("olmo3: vocabulary %d, chat cases" % tok.get_vocab_size())
         return
     if kind == "phi4":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, PHI4_CHAT, "<|endoftext|>", "<|endoftext|>")
@@ -464,6 +479,60 @@ COHERE_CHAT = (
     "{% elif message['role'] == 'assistant' %}"
     "{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'  + content.strip() + '<|END_OF_TURN_TOKEN|>' }}{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}")
+
+
+# Olmo 3.1 Instruct's chat template (Olmo-3.1-32B-Instruct's, as its MLX conversion lmstudio-community/Olmo-3.1-32B-
+# Instruct-MLX-8bit carries it; its string literals' line breaks
+# written as line breaks, the last one as the \n escape, both the same to Jinja): where no message is a system
+# one, a default system turn naming Ai2 and saying that no functions are available; every system message a turn
+# where it stands; an assistant turn ended by <|im_end|> and a line break, the last message's by eos_token.
+OLMO31_CHAT = (
+    "{%- set has_system = messages|selectattr('role', 'equalto', 'system')|list|length > 0 -%}{%- if not has_system -%}"
+    "{{- '<|im_start|>system\nYou are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, "
+    "and your model weights are available at https://huggingface.co/allenai. ' -}}"
+    "{%- if tools is none or (tools | length) == 0 -%}"
+    "{{- 'You do not currently have access to any functions. <functions></functions><|im_end|>\n' -}}{%- else -%}"
+    "{{- 'You are provided with function signatures within <functions></functions> XML tags. You may call one or "
+    "more functions to assist with the user query. Output any function calls within <function_calls></function_calls> "
+    "XML tags. Do not make assumptions about what values to plug into functions.' -}}{{- '<functions>' -}}"
+    "{{- tools | tojson -}}{{- '</functions><|im_end|>\n' -}}{%- endif -%}{%- endif -%}"
+    "{%- for message in messages -%}{%- if message['role'] == 'system' -%}"
+    "{{- '<|im_start|>system\n' + message['content'] -}}{%- if tools is not none -%}{{- '<functions>' -}}"
+    "{{- tools | tojson -}}{{- '</functions>' -}}{%- elif message.get('functions', none) is not none -%}"
+    "{{- ' <functions>' + message['functions'] + '</functions>' -}}{%- endif -%}{{- '<|im_end|>\n' -}}"
+    "{%- elif message['role'] == 'user' -%}{{- '<|im_start|>user\n' + message['content'] + '<|im_end|>\n' -}}"
+    "{%- elif message['role'] == 'assistant' -%}{{- '<|im_start|>assistant\n' -}}"
+    "{%- if message.get('content', none) is not none -%}{{- message['content'] -}}{%- endif -%}"
+    "{%- if message.get('function_calls', none) is not none -%}"
+    "{{- '<function_calls>' + message['function_calls'] + '</function_calls>' -}}"
+    "{% elif message.get('tool_calls', none) is not none %}{{- '<function_calls>' -}}"
+    "{%- for tool_call in message['tool_calls'] %}{%- if tool_call is mapping and tool_call.get('function', none) is "
+    "not none %}{%- set args = tool_call['function']['arguments'] -%}{%- set ns = namespace(arguments_list=[]) -%}"
+    "{%- for key, value in args.items() -%}{%- set ns.arguments_list = ns.arguments_list + [key ~ '=' ~ "
+    "(value | tojson)] -%}{%- endfor -%}{%- set arguments = ns.arguments_list | join(', ') -%}"
+    "{{- tool_call['function']['name'] + '(' + arguments + ')' -}}{%- if not loop.last -%}{{ '\n' }}{%- endif -%}"
+    "{% else %}{{- tool_call -}}{%- endif %}{%- endfor %}{{- '</function_calls>' -}}{%- endif -%}"
+    "{%- if not loop.last -%}{{- '<|im_end|>' + '\n' -}}{%- else -%}{{- eos_token -}}{%- endif -%}"
+    "{%- elif message['role'] == 'environment' -%}{{- '<|im_start|>environment\n' + message['content'] + "
+    "'<|im_end|>\n' -}}{%- elif message['role'] == 'tool' -%}{{- '<|im_start|>environment\n' + message['content'] + "
+    "'<|im_end|>\n' -}}{%- endif -%}{%- if loop.last and add_generation_prompt -%}"
+    "{{- '<|im_start|>assistant\\n' -}}{%- endif -%}{%- endfor -%}")
+
+# Olmo 3 Instruct's (Olmo-3-7B-Instruct's): the same turns, its default system message the undated one its model
+# card and Ollama's renderer tests give ("You are a helpful function-calling AI assistant. You do not currently have
+# access to any functions. <functions></functions>").
+OLMO3_CHAT = OLMO31_CHAT.replace(
+    "You are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, and your model weights are "
+    "available at https://huggingface.co/allenai. ", "You are a helpful function-calling AI assistant. ")
+assert OLMO3_CHAT != OLMO31_CHAT
+
+# A system message that is not the first (no default then, the message a turn where it stands), and a reply
+# holding what the markers look like as text.
+OLMO3_CONVERSATIONS = [
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "late"},
+     {"role": "user", "content": "c"}, {"role": "assistant", "content": "d\n"}],
+    [{"role": "user", "content": "  spaced  "}, {"role": "assistant", "content": "<functions></functions> ok"}],
+]
 
 
 CONVERSATIONS = [

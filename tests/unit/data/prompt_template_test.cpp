@@ -15,6 +15,7 @@
 #include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "data/hf_bpe_tokenizer.h"
+#include "data/prompt_template_detail.h"
 
 namespace spin::data {
 namespace {
@@ -231,6 +232,60 @@ TEST(HfBpeTokenizer, Glm45TemplateMatchesApplyChatTemplate) {
   EXPECT_EQ(response_text(ids, PromptTemplate::Glm45, *t), "Hi.");
 }
 
+// olmo3.1 and olmo3 against Olmo 3.1 Instruct's chat template and the same with Olmo 3 Instruct's default system
+// message (tests/data/hf_bpe/olmo3: Llama 3's tokenization, ChatML's and the think tokens, <|endoftext|> the EOS):
+// the default only where no message is a system one, a later system message a turn where it stands, responses
+// ended by EOS. auto takes each by its default (before qwen3, whose tokens the vocabulary has) from the template
+// with its line breaks as escapes or as they are; a Think model's template (its generation prompt's <think>) and
+// open-instruct's (the no-functions sentence after every system message) are refused, the same names taken.
+TEST(HfBpeTokenizer, Olmo3TemplatesMatchApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/olmo3", PromptTemplate::Olmo31, "", "chat_cases_olmo3.1.json");
+  expect_chat_cases("hf_bpe/olmo3", PromptTemplate::Olmo3, "", "chat_cases_olmo3.json");
+  expect_chosen("hf_bpe/olmo3", PromptTemplate::Olmo31, "<|endoftext|>");
+  expect_needs_token(PromptTemplate::Olmo3, "olmo3", "<|im_start|>");
+  const fs::path fixture = fs::path(SPIN_TEST_DATA_DIR) / "hf_bpe/olmo3";
+  const testing::ScratchDir scratch("spin_olmo3");
+  const fs::path& dir = scratch.path();
+  fs::copy_file(fixture / "tokenizer.json", dir / "tokenizer.json");
+  const nlohmann::json config = nlohmann::json::parse(std::ifstream(fixture / "tokenizer_config.json"));
+  const std::string olmo31 = config.at("chat_template");
+  const auto with_template = [&](const std::string& chat_template) {
+    nlohmann::json changed = config;
+    changed["chat_template"] = chat_template;
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << changed.dump();
+    return Tokenizer::load(dir.string());
+  };
+  const auto replaced = [](std::string text, const std::string& from, const std::string& to) {
+    for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+      text.replace(at, from.size(), to);
+    }
+    return text;
+  };
+  const std::string olmo3 = replaced(olmo31, detail::kOlmo31System, detail::kOlmo3System);
+  EXPECT_EQ(choose_prompt_template("auto", with_template(olmo3).get()), PromptTemplate::Olmo3);
+  EXPECT_EQ(choose_prompt_template("auto", with_template(replaced(olmo31, "\n", "\\n")).get()),
+            PromptTemplate::Olmo31);
+  for (const std::string& other :
+       {replaced(olmo31, "'<|im_start|>assistant\\n' -}}", "'<|im_start|>assistant\\n<think>' -}}"),
+        replaced(olmo31, "{{- '<|im_start|>system\n' + message['content'] -}}",
+                 "{{- '<|im_start|>system\n' + message['content'] + ' You do not currently have access to any "
+                 "functions. <functions></functions>' -}}"),
+        replaced(olmo31, detail::kOlmo31System, "You are OLMo. ")}) {
+    const auto t = with_template(other);
+    const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
+    EXPECT_NE(e.find("an OLMo 3 one (ChatML with <|endoftext|> ending the last message and a default system message) "
+                     "other than Olmo 3 Instruct's and Olmo 3.1 Instruct's"),
+              std::string::npos)
+        << e;
+    EXPECT_EQ(choose_prompt_template("olmo3.1", t.get()), PromptTemplate::Olmo31);  // named: taken
+  }
+  // A generated answer's ids back to its text.
+  const auto t = Tokenizer::load(fixture.string());
+  const std::vector<std::int32_t> ids = render_response("Hi.\n", PromptTemplate::Olmo3, *t);
+  EXPECT_EQ(ids.back(), t->token_id("<|endoftext|>"));
+  EXPECT_EQ(response_text(ids, PromptTemplate::Olmo3, *t), "Hi.\n");
+}
+
 // alpaca against LLaMA-Factory's alpaca template as the Jinja template it writes into a tokenizer it trained
 // (here with <|eot_id|> the EOS): the preamble or the conversation's own system message, an instruction with
 // its input on the next line, an earlier answer ended by EOS and "\n\n", responses ended by EOS (the oracle's
@@ -316,14 +371,17 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
       << not_granite;
   EXPECT_EQ(choose_prompt_template("plain", granite.get()), PromptTemplate::Plain);
   EXPECT_EQ(choose_prompt_template("granite4", granite.get()), PromptTemplate::Granite4);  // named: taken
-  // OLMo 3's (open-instruct's "olmo" template: ChatML, <|endoftext|> ending the assistant's turn, a
-  // default system message) neither: auto refuses it rather than taking it for chatml.
+  // An OLMo 3 template other than Instruct's (open-instruct's "olmo" template: ChatML, <|endoftext|> ending the
+  // assistant's turn, a default system message) neither: auto refuses it rather than taking it for chatml.
   std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
       << R"({"eos_token": "<|im_end|>", "chat_template": "{% if not has_system %}{{ '<|im_start|>system\nYou are )"
          R"(OLMo, a helpful function-calling AI assistant built by Ai2.<|im_end|>\n' }}{% endif %}"})";
   const auto olmo3 = Tokenizer::load(smol.string());
   const std::string not_olmo3 = testing::error_of([&] { choose_prompt_template("auto", olmo3.get()); });
-  EXPECT_NE(not_olmo3.find("the tokenizer's chat template is OLMo 3's"), std::string::npos) << not_olmo3;
+  EXPECT_NE(not_olmo3.find("the tokenizer's chat template is an OLMo 3 one (ChatML with <|endoftext|> ending the last "
+                           "message and a default system message) other than Olmo 3 Instruct's and Olmo 3.1 Instruct's"),
+            std::string::npos)
+      << not_olmo3;
   EXPECT_EQ(choose_prompt_template("chatml", olmo3.get()), PromptTemplate::ChatMl);
   // GLM-4's ([gMASK]<sop>, <|user|> / <|assistant|> turns) neither: refused rather than taken for chat.
   std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
@@ -629,8 +687,8 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_NE(
       e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
              "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-             "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5 or "
-             "alpaca)"),
+             "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5, "
+             "alpaca, olmo3 or olmo3.1)"),
       std::string::npos)
       << e;
 }
