@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace spin::ckpt {
 
@@ -211,48 +212,65 @@ Shape scale_shape(const SafetensorsWrite& t) {
 }
 }  // namespace
 
+namespace {
+// Band i of a block quantization (block_rows rows of w [rows, cols], each row's contiguous columns block by
+// block): its blocks' scales into scales[0, grid_cols), then its codes; false, nothing written, where the band
+// holds a NaN or an infinity. Every value a parameter or a local: the codes' bytes may alias anything reached
+// through a reference, which would reload it every element.
+bool quantize_fp8_band(const float* w, std::int64_t rows, std::int64_t cols, std::int64_t block_rows,
+                       std::int64_t block_cols, std::int64_t i, float* scales, std::uint8_t* codes) {
+  const std::int64_t grid_cols = (cols + block_cols - 1) / block_cols;
+  std::vector<float> amax(static_cast<std::size_t>(grid_cols), 0.0f);
+  const std::int64_t r0 = i * block_rows, r1 = std::min(rows, r0 + block_rows);
+  bool finite = true;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    for (std::int64_t j = 0; j < grid_cols; ++j) {
+      const float* row = w + r * cols + j * block_cols;
+      float m = amax[static_cast<std::size_t>(j)];
+      for (std::int64_t c = 0; c < std::min(block_cols, cols - j * block_cols); ++c) {
+        finite &= std::fabs(row[c]) <= std::numeric_limits<float>::max();
+        m = std::max(m, std::fabs(row[c]));
+      }
+      amax[static_cast<std::size_t>(j)] = m;
+    }
+  }
+  if (!finite) return false;
+  for (std::int64_t j = 0; j < grid_cols; ++j) {
+    scales[j] = amax[static_cast<std::size_t>(j)] > 0.0f ? amax[static_cast<std::size_t>(j)] / 448.0f : 1.0f;
+  }
+  for (std::int64_t r = r0; r < r1; ++r) {
+    for (std::int64_t j = 0; j < grid_cols; ++j) {
+      const std::int64_t first = r * cols + j * block_cols, n = std::min(block_cols, cols - j * block_cols);
+      const float scale = scales[j];
+      for (std::int64_t c = 0; c < n; ++c) codes[first + c] = f32_to_f8e4m3(w[first + c] / scale);
+    }
+  }
+  return true;
+}
+}  // namespace
+
 BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::int64_t rows, std::int64_t cols,
-                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes) {
+                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes, int threads) {
   require(block_rows > 0 && block_cols > 0, "tensor \"", name, "\": FP8 blocks of [", block_rows, ", ", block_cols,
           "]");
+  require(threads >= 0, "tensor \"", name, "\": FP8 quantization threads must be >= 0, got ", threads);
   const Shape grid = block_grid(rows, cols, block_rows, block_cols);
-  const std::int64_t grid_rows = grid[0], grid_cols = grid[1];
-  BlockScales b{std::vector<float>(static_cast<std::size_t>(shape_numel(grid))), block_rows, block_cols, grid_cols};
-  // A band of block_rows rows at a time, each row's contiguous columns block by block: the amaxes, then the codes.
-  std::vector<float> amax(static_cast<std::size_t>(grid_cols));
-  for (std::int64_t i = 0; i < grid_rows; ++i) {
-    const std::int64_t r0 = i * block_rows, r1 = std::min(rows, r0 + block_rows);
-    std::fill(amax.begin(), amax.end(), 0.0f);
-    bool finite = true;
-    for (std::int64_t r = r0; r < r1; ++r) {
-      for (std::int64_t j = 0; j < grid_cols; ++j) {
-        const float* row = w + r * cols + j * block_cols;
-        float m = amax[static_cast<std::size_t>(j)];
-        for (std::int64_t c = 0; c < std::min(block_cols, cols - j * block_cols); ++c) {
-          finite &= std::fabs(row[c]) <= std::numeric_limits<float>::max();
-          m = std::max(m, std::fabs(row[c]));
-        }
-        amax[static_cast<std::size_t>(j)] = m;
-      }
-    }
-    if (!finite) {
-      const float* bad = std::find_if(w + r0 * cols, w + r1 * cols, [](float v) { return !std::isfinite(v); });
-      const std::int64_t at = bad - w;
-      fail("tensor \"", name, "\" holds ", *bad, " at [", at / cols, ", ", at % cols,
-           "], which FP8 cannot hold: not exported");
-    }
-    float* scales = b.scales.data() + i * grid_cols;
-    for (std::int64_t j = 0; j < grid_cols; ++j) {
-      scales[j] = amax[static_cast<std::size_t>(j)] > 0.0f ? amax[static_cast<std::size_t>(j)] / 448.0f : 1.0f;
-    }
-    for (std::int64_t r = r0; r < r1; ++r) {
-      for (std::int64_t j = 0; j < grid_cols; ++j) {
-        // The scale in a local: the codes' bytes may alias it, which would reload it every element.
-        const std::int64_t first = r * cols + j * block_cols, n = std::min(block_cols, cols - j * block_cols);
-        const float scale = scales[j];
-        for (std::int64_t c = 0; c < n; ++c) codes[first + c] = f32_to_f8e4m3(w[first + c] / scale);
-      }
-    }
+  BlockScales b{std::vector<float>(static_cast<std::size_t>(shape_numel(grid))), block_rows, block_cols, grid[1]};
+  constexpr std::int64_t kThreadedElements = std::int64_t{1} << 20;  // below it, thread start-up is not repaid
+  if (threads == 0) threads = rows * cols < kThreadedElements ? 1 : usable_cpus(16);
+  // The bands on the threads; a band holding a non-finite element is left, and the first such named after all.
+  std::vector<char> finite(static_cast<std::size_t>(grid[0]), 1);
+  for_each_index(finite.size(), threads, [&](std::size_t i) {
+    const auto band = static_cast<std::int64_t>(i);
+    finite[i] = quantize_fp8_band(w, rows, cols, block_rows, block_cols, band, b.scales.data() + band * grid[1], codes);
+  });
+  const auto bad_band = std::find(finite.begin(), finite.end(), 0);
+  if (bad_band != finite.end()) {
+    const std::int64_t r0 = (bad_band - finite.begin()) * block_rows, r1 = std::min(rows, r0 + block_rows);
+    const float* bad = std::find_if(w + r0 * cols, w + r1 * cols, [](float v) { return !std::isfinite(v); });
+    const std::int64_t at = bad - w;
+    fail("tensor \"", name, "\" holds ", *bad, " at [", at / cols, ", ", at % cols,
+         "], which FP8 cannot hold: not exported");
   }
   return b;
 }

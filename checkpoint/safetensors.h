@@ -48,9 +48,12 @@ inline Shape block_grid(std::int64_t rows, std::int64_t cols, std::int64_t block
 // (an all-zero block 1: any scale dequantizes its zero codes to 0, and 1 keeps a loader that divides
 // by it finite), each element the E4M3 code nearest w / s into `codes` (rows x cols). So a block's largest
 // element becomes +-448 and read back (read_shard) is its code's value times s. Throws naming `name`
-// on a NaN or infinite element.
+// and the first NaN or infinite element (row-major). The bands of block_rows rows are shared by `threads`
+// threads (0: one a CPU this process may run on, at most 16; a matrix under 2^20 elements takes one): the
+// same codes and scales, bit for bit, for any number.
 BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::int64_t rows, std::int64_t cols,
-                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes);
+                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes,
+                                int threads = 0);
 
 class SafetensorsFile {
  public:

@@ -1,16 +1,14 @@
 #include "data/examples.h"
 
 #include <glob.h>
-#include <sched.h>
 
 #include <algorithm>
-#include <atomic>
 #include <exception>
 #include <functional>
 #include <optional>
-#include <thread>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "data/jsonl.h"
 #include "data/records.h"
 
@@ -31,21 +29,6 @@ const std::vector<std::string> kPromptKeys = {"prompt", "tokens", "messages", "i
 // most this many workers by default.
 constexpr std::size_t kExampleBatch = 2048;
 constexpr int kMaxWorkers = 16;
-
-// fn(i) for i in [0, n), over `workers` threads (this one alone for 1).
-void for_each_index(std::size_t n, int workers, const std::function<void(std::size_t)>& fn) {
-  if (workers <= 1 || n < 2) {
-    for (std::size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<std::size_t> next{0};
-  std::vector<std::jthread> pool;
-  for (int t = 0; t < workers && static_cast<std::size_t>(t) < n; ++t) {
-    pool.emplace_back([&] {
-      for (std::size_t i = next++; i < n; i = next++) fn(i);
-    });
-  }
-}
 
 // render_prompt, its errors (a role the template refuses, a token the tokenizer lacks) naming the record.
 std::vector<std::int32_t> render_prompt_at(const std::vector<Message>& messages, PromptTemplate prompt_template,
@@ -376,12 +359,7 @@ std::string DataReport::summary(const std::string& path) const {
              " truncated, ", dropped, " dropped as too long, ", skipped, " malformed records skipped");
 }
 
-int default_workers() {
-  cpu_set_t cpus;
-  CPU_ZERO(&cpus);
-  const int allowed = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-  return std::clamp(allowed, 1, kMaxWorkers);
-}
+int default_workers() { return usable_cpus(kMaxWorkers); }
 
 RecordColumns RecordColumns::parse(const std::string& text, const std::string& option, bool with_response) {
   RecordColumns c;

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/scratch_dir.h"
 #include "common/test_util.h"
@@ -125,6 +127,37 @@ TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
                            "block scales"),
             std::string::npos)
       << quantized;
+}
+
+// Block quantization on threads (the writers' default: one a CPU): the codes and scales of one thread, bit for bit,
+// for any number -- bands and blocks cut short at the edges ([301, 190] in blocks of [16, 64]), a block of zeros;
+// with non-finite values in two bands, the error names the first in row-major order whichever thread meets it.
+TEST(Fp8Blocks, AnyNumberOfThreadsGivesOneThreadsCodesAndItsFirstError) {
+  const std::int64_t rows = 301, cols = 190;
+  std::vector<float> w(static_cast<std::size_t>(rows * cols));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(static_cast<float>(i) * 0.37f) * (1.0f + i % 7);
+  for (std::int64_t r = 32; r < 48; ++r) {
+    for (std::int64_t c = 64; c < 128; ++c) w[static_cast<std::size_t>(r * cols + c)] = 0.0f;
+  }
+  std::vector<std::uint8_t> one(w.size());
+  const BlockScales want = quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, one.data(), 1);
+  EXPECT_EQ(want.scales.size(), 19u * 3u);
+  EXPECT_EQ(want.scales[2 * 3 + 1], 1.0f);  // the zero block's
+  for (int threads : {0, 2, 3, 8}) {
+    std::vector<std::uint8_t> codes(w.size(), 0xAA);
+    const BlockScales got = quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, codes.data(), threads);
+    EXPECT_EQ(got.scales, want.scales) << threads;
+    EXPECT_EQ(codes, one) << threads;
+  }
+  w[static_cast<std::size_t>(250 * cols + 3)] = std::numeric_limits<float>::infinity();
+  w[static_cast<std::size_t>(17 * cols + 189)] = std::nanf("");
+  for (int threads : {1, 4}) {
+    std::vector<std::uint8_t> codes(w.size());
+    const std::string e = error_of([&] { quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, codes.data(), threads); });
+    EXPECT_NE(e.find("tensor \"w\" holds nan at [17, 189], which FP8 cannot hold"), std::string::npos) << e;
+  }
+  const std::string negative = error_of([&] { quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, one.data(), -1); });
+  EXPECT_NE(negative.find("FP8 quantization threads must be >= 0, got -1"), std::string::npos) << negative;
 }
 
 }  // namespace
