@@ -41,9 +41,9 @@ int main(int argc, char** argv) {
     check += codes[static_cast<std::size_t>(r)] + static_cast<std::uint64_t>(scales.scales.size());
   }
   const double n = static_cast<double>(w.size());
-  std::printf("fp8_bench [%lld, %lld] in blocks of %lld, %d thread(s): %.2f ns an element, %.2f GB/s of float32 "
-              "(check %llu)\n",
-              static_cast<long long>(rows), static_cast<long long>(cols), static_cast<long long>(block), threads,
-              best / n * 1e9,
-              n * 4 / best / 1e9, static_cast<unsigned long long>(check));
+  std::printf(
+      "fp8_bench [%lld, %lld] in blocks of %lld, %d thread(s): %.2f ns an element, %.2f GB/s of float32 "
+      "(check %llu)\n",
+      static_cast<long long>(rows), static_cast<long long>(cols), static_cast<long long>(block), threads,
+      best / n * 1e9, n * 4 / best / 1e9, static_cast<unsigned long long>(check));
 }

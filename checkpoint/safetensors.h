@@ -52,8 +52,7 @@ inline Shape block_grid(std::int64_t rows, std::int64_t cols, std::int64_t block
 // threads (0: one a CPU this process may run on, at most 16; a matrix under 2^20 elements takes one): the
 // same codes and scales, bit for bit, for any number.
 BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::int64_t rows, std::int64_t cols,
-                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes,
-                                int threads = 0);
+                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes, int threads = 0);
 
 class SafetensorsFile {
  public:

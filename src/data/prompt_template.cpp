@@ -159,7 +159,8 @@ bool is_olmo3(PromptTemplate p) { return p == PromptTemplate::Olmo3 || p == Prom
 // message is not a system one, OLMo 3's where none is; nullopt for none.
 std::optional<std::string> chatml_default_system(const std::vector<Message>& messages, PromptTemplate p) {
   if (p == PromptTemplate::Qwen25 && !starts_with_system(messages)) return detail::kQwen25System;
-  if (!is_olmo3(p) || std::any_of(messages.begin(), messages.end(), [](const Message& m) { return m.role == "system"; })) {
+  if (!is_olmo3(p) ||
+      std::any_of(messages.begin(), messages.end(), [](const Message& m) { return m.role == "system"; })) {
     return std::nullopt;
   }
   return std::string(p == PromptTemplate::Olmo3 ? detail::kOlmo3System : detail::kOlmo31System) +

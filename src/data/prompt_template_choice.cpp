@@ -55,7 +55,8 @@ std::optional<PromptTemplate> olmo3_of(const std::string& chat_template) {
   const std::string text = with_line_breaks(chat_template);
   const auto has = [&](const std::string& part) { return text.find(part) != std::string::npos; };
   if (has("<think>") || !has("{{- '<|im_start|>system\n' + message['content'] -}}") ||
-      !has("{%- else -%}{{- eos_token -}}") || !has("{{- '<|im_start|>user\n' + message['content'] + '<|im_end|>\n' -}}") ||
+      !has("{%- else -%}{{- eos_token -}}") ||
+      !has("{{- '<|im_start|>user\n' + message['content'] + '<|im_end|>\n' -}}") ||
       !has(std::string("{{- '") + detail::kOlmo3NoFunctions + "<|im_end|>\n' -}}")) {
     return std::nullopt;
   }
@@ -267,8 +268,10 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::DeepSeekV2: return "deepseek-v2";
     case PromptTemplate::Kimi: return "kimi";
     case PromptTemplate::Glm45: return "glm4.5";
-    case PromptTemplate::Alpaca: return "alpaca";
-    case PromptTemplate::Olmo3: return "olmo3";
+    case PromptTemplate::Alpaca:
+      return "alpaca";
+    case PromptTemplate::Olmo3:
+      return "olmo3";
     case PromptTemplate::Olmo31:
       return "olmo3.1";
   }

@@ -19,7 +19,8 @@ inline constexpr const char* kOlmo3System = "You are a helpful function-calling 
 inline constexpr const char* kOlmo31System =
     "You are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, and your model weights are "
     "available at https://huggingface.co/allenai. ";
-inline constexpr const char* kOlmo3NoFunctions = "You do not currently have access to any functions. <functions></functions>";
+inline constexpr const char* kOlmo3NoFunctions =
+    "You do not currently have access to any functions. <functions></functions>";
 
 // The opening of the default system turn Moonshot's chat templates write before a conversation without a
 // system message.

@@ -153,10 +153,12 @@ TEST(Fp8Blocks, AnyNumberOfThreadsGivesOneThreadsCodesAndItsFirstError) {
   w[static_cast<std::size_t>(17 * cols + 189)] = std::nanf("");
   for (int threads : {1, 4}) {
     std::vector<std::uint8_t> codes(w.size());
-    const std::string e = error_of([&] { quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, codes.data(), threads); });
+    const std::string e =
+        error_of([&] { quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, codes.data(), threads); });
     EXPECT_NE(e.find("tensor \"w\" holds nan at [17, 189], which FP8 cannot hold"), std::string::npos) << e;
   }
-  const std::string negative = error_of([&] { quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, one.data(), -1); });
+  const std::string negative =
+      error_of([&] { quantize_fp8_blocks("w", w.data(), rows, cols, 16, 64, one.data(), -1); });
   EXPECT_NE(negative.find("FP8 quantization threads must be >= 0, got -1"), std::string::npos) << negative;
 }
 

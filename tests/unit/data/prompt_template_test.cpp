@@ -263,8 +263,7 @@ TEST(HfBpeTokenizer, Olmo3TemplatesMatchApplyChatTemplate) {
   };
   const std::string olmo3 = replaced(olmo31, detail::kOlmo31System, detail::kOlmo3System);
   EXPECT_EQ(choose_prompt_template("auto", with_template(olmo3).get()), PromptTemplate::Olmo3);
-  EXPECT_EQ(choose_prompt_template("auto", with_template(replaced(olmo31, "\n", "\\n")).get()),
-            PromptTemplate::Olmo31);
+  EXPECT_EQ(choose_prompt_template("auto", with_template(replaced(olmo31, "\n", "\\n")).get()), PromptTemplate::Olmo31);
   for (const std::string& other :
        {replaced(olmo31, "'<|im_start|>assistant\\n' -}}", "'<|im_start|>assistant\\n<think>' -}}"),
         replaced(olmo31, "{{- '<|im_start|>system\n' + message['content'] -}}",
@@ -378,9 +377,10 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
          R"(OLMo, a helpful function-calling AI assistant built by Ai2.<|im_end|>\n' }}{% endif %}"})";
   const auto olmo3 = Tokenizer::load(smol.string());
   const std::string not_olmo3 = testing::error_of([&] { choose_prompt_template("auto", olmo3.get()); });
-  EXPECT_NE(not_olmo3.find("the tokenizer's chat template is an OLMo 3 one (ChatML with <|endoftext|> ending the last "
-                           "message and a default system message) other than Olmo 3 Instruct's and Olmo 3.1 Instruct's"),
-            std::string::npos)
+  EXPECT_NE(
+      not_olmo3.find("the tokenizer's chat template is an OLMo 3 one (ChatML with <|endoftext|> ending the last "
+                     "message and a default system message) other than Olmo 3 Instruct's and Olmo 3.1 Instruct's"),
+      std::string::npos)
       << not_olmo3;
   EXPECT_EQ(choose_prompt_template("chatml", olmo3.get()), PromptTemplate::ChatMl);
   // GLM-4's ([gMASK]<sop>, <|user|> / <|assistant|> turns) neither: refused rather than taken for chat.
@@ -684,12 +684,11 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(
-      e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
-             "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-             "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5, "
-             "alpaca, olmo3 or olmo3.1)"),
-      std::string::npos)
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
+                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
+                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2, kimi, glm4.5, "
+                   "alpaca, olmo3 or olmo3.1)"),
+            std::string::npos)
       << e;
 }
 
