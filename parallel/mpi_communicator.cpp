@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/watchdog.h"
 
 namespace spin::parallel {
 
@@ -87,6 +88,7 @@ class MpiPendingExchange final : public PendingOp {
   }
   void wait() override {
     if (!requests_.empty() && mpi_active()) {
+      const watchdog::Wait waiting("MPI_Waitall (a started exchange between stages)");
       MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
     }
     requests_.clear();
@@ -101,7 +103,10 @@ class MpiPending final : public PendingOp {
   MpiPending() = default;
   ~MpiPending() override { wait(); }
   void wait() override {
-    if (request_ != MPI_REQUEST_NULL && mpi_active()) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    if (request_ != MPI_REQUEST_NULL && mpi_active()) {
+      const watchdog::Wait waiting("MPI_Wait (a started reduction or send)");
+      MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    }
   }
   MPI_Request* request() { return &request_; }
 
@@ -125,6 +130,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     MPI_Comm child;
+    const watchdog::Wait waiting("MPI_Comm_split", size_);
     MPI_Comm_split(comm_, color, key, &child);
     return std::make_unique<MpiCommunicator>(child);
   }
@@ -133,6 +139,7 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_impl(void* buffer, std::size_t count, DType type, ReduceOp op) override {
     if (size_ == 1) return;
     char* base = static_cast<char*>(buffer);
+    const watchdog::Wait waiting("MPI_Allreduce", size_, static_cast<std::int64_t>(count));
     chunked(count, [&](std::size_t offset, int n) {
       MPI_Allreduce(MPI_IN_PLACE, base + offset * dtype_size(type), n, reduction_type(type), mpi_op(op),
                     comm_);
@@ -160,28 +167,33 @@ class MpiCommunicator final : public Communicator {
     const int n = checked_int(count, "all_gather");
     const bool in_place =
         send == static_cast<const char*>(recv) + static_cast<std::size_t>(rank_) * count * dtype_size(type);
+    const watchdog::Wait waiting("MPI_Allgather", size_, static_cast<std::int64_t>(count));
     MPI_Allgather(in_place ? MPI_IN_PLACE : send, n, mpi_type(type), recv, n, mpi_type(type), comm_);
   }
   void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
                            ReduceOp op) override {
     const int n = checked_int(count, "reduce_scatter");
+    const watchdog::Wait waiting("MPI_Reduce_scatter_block", size_, static_cast<std::int64_t>(count));
     MPI_Reduce_scatter_block(send == recv ? MPI_IN_PLACE : send, recv, n, reduction_type(type),
                              mpi_op(op), comm_);
   }
   void broadcast_impl(void* buffer, std::size_t count, DType type, int root) override {
     char* base = static_cast<char*>(buffer);
+    const watchdog::Wait waiting("MPI_Bcast", size_, static_cast<std::int64_t>(count));
     chunked(count, [&](std::size_t offset, int n) {
       MPI_Bcast(base + offset * dtype_size(type), n, mpi_type(type), root, comm_);
     });
   }
   void send_impl(const void* buffer, std::size_t count, DType type, int dest, int tag) override {
     const char* base = static_cast<const char*>(buffer);
+    const watchdog::Wait waiting("MPI_Send", size_, static_cast<std::int64_t>(count));
     chunked(count, [&](std::size_t offset, int n) {
       MPI_Send(base + offset * dtype_size(type), n, mpi_type(type), dest, tag, comm_);
     });
   }
   void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) override {
     char* base = static_cast<char*>(buffer);
+    const watchdog::Wait waiting("MPI_Recv", size_, static_cast<std::int64_t>(count));
     chunked(count, [&](std::size_t offset, int n) {
       MPI_Recv(base + offset * dtype_size(type), n, mpi_type(type), source, tag, comm_,
                MPI_STATUS_IGNORE);
@@ -194,10 +206,14 @@ class MpiCommunicator final : public Communicator {
               pending->request());
     return pending;
   }
-  void barrier_impl() override { MPI_Barrier(comm_); }
+  void barrier_impl() override {
+    const watchdog::Wait waiting("MPI_Barrier", size_);
+    MPI_Barrier(comm_);
+  }
   void exchange_impl(std::span<const P2POp> ops) override {
     std::vector<MPI_Request> requests(ops.size());
     post(comm_, ops, requests);
+    const watchdog::Wait waiting("MPI_Waitall (an exchange between stages)", size_);
     MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
   }
   std::unique_ptr<PendingOp> start_exchange_impl(std::span<const P2POp> ops) override {

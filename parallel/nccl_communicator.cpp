@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/watchdog.h"
 
 namespace spin::parallel {
 
@@ -66,11 +67,15 @@ class NcclPendingSend final : public PendingSend {
   }
   ~NcclPendingSend() override {
     if (done_ != nullptr) {
+      const watchdog::Wait waiting("cudaEventSynchronize (an NCCL send)");
       cudaEventSynchronize(done_);
       cudaEventDestroy(done_);
     }
   }
-  void wait() override { check(cudaEventSynchronize(done_), "cudaEventSynchronize"); }
+  void wait() override {
+    const watchdog::Wait waiting("cudaEventSynchronize (an NCCL send)");
+    check(cudaEventSynchronize(done_), "cudaEventSynchronize");
+  }
 
  private:
   cudaEvent_t done_ = nullptr;
@@ -112,7 +117,10 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> bootstrap, cuda
   ncclUniqueId id{};
   if (bootstrap_->rank() == 0) SPIN_NCCL(ncclGetUniqueId(&id));
   bootstrap_->broadcast(reinterpret_cast<std::uint8_t*>(&id), sizeof id, 0);
-  SPIN_NCCL(ncclCommInitRank(&comm_, bootstrap_->size(), id, bootstrap_->rank()));
+  {
+    const watchdog::Wait waiting("ncclCommInitRank", bootstrap_->size());
+    SPIN_NCCL(ncclCommInitRank(&comm_, bootstrap_->size(), id, bootstrap_->rank()));
+  }
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -258,7 +266,10 @@ std::unique_ptr<PendingSend> NcclCommunicator::isend_impl(const void* buffer, st
 }
 
 void NcclCommunicator::barrier_impl() {
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  {
+    const watchdog::Wait waiting("cudaStreamSynchronize (the NCCL collectives queued before a barrier)", size());
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
   bootstrap_->barrier();
 }
 

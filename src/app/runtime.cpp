@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/watchdog.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "parallel/job_errors.h"
 #include "parallel/topology.h"
@@ -47,17 +48,26 @@ void RuntimeOptions::add_to(boost::program_options::options_description& desc) {
       ("device", boost::program_options::value(&device)->default_value(device), kDeviceHelp)
       ("precision", boost::program_options::value(&precision)->default_value(precision), kPrecisionHelp)
       ("attention-backend", boost::program_options::value(&attention_backend)->default_value(attention_backend),
-       kAttentionBackendHelp);
+       kAttentionBackendHelp)
+      ("distributed-timeout-minutes",
+       boost::program_options::value(&distributed_timeout_minutes)->default_value(distributed_timeout_minutes),
+       kTimeoutHelp);
 }
 
 void RuntimeOptions::check() const {
   parse_device(device);
   parse_precision(precision);
   parse_attention_backend(attention_backend);
+  require(distributed_timeout_minutes >= 0.0, timeout_setting, " must be >= 0 (0: no timeout), got ",
+          distributed_timeout_minutes);
 }
 
 Runtime::Runtime(const RuntimeOptions& options, parallel::Communicator& world)
     : world_(world), precision_(parse_precision(options.precision)) {
+  options.check();
+  // First: the set-up below (the NCCL world) already waits on the other ranks.
+  watchdog::start(options.distributed_timeout_minutes * 60.0, world.rank(),
+                  cat(options.timeout_setting, " = ", options.distributed_timeout_minutes).c_str());
   const Device device = parse_device(options.device);
   const AttentionBackend attention = parse_attention_backend(options.attention_backend);
   if (device == Device::Cpu) {

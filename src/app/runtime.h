@@ -40,12 +40,18 @@ model::WeightStorage frozen_storage(std::string_view frozen_dtype, bool bf16_pro
 // spin::Error naming `option` (e.g. "spin sft: --frozen-dtype") unless `frozen_dtype` is auto, bf16 or fp32.
 void check_frozen_dtype(std::string_view frozen_dtype, std::string_view option);
 
-// What every command that runs a model takes, as typed: --device, --precision and
-// --attention-backend (spin train: parallel.device, model.precision, model.attention_backend).
+// What every command that runs a model takes, as typed: --device, --precision, --attention-backend and
+// --distributed-timeout-minutes (spin train: parallel.device, model.precision, model.attention_backend,
+// parallel.distributed_timeout_minutes).
 struct RuntimeOptions {
   std::string device = "cpu", precision = "fp32", attention_backend = "auto";
+  // A blocking wait on other ranks (or on the GPU's queued collectives) longer than this ends the rank with an
+  // error (core/watchdog.h); 0: never. Megatron-LM's --distributed-timeout-minutes and its default.
+  double distributed_timeout_minutes = 10.0;
+  // How the timeout is set, for its error line: --distributed-timeout-minutes, or spin train's key.
+  std::string timeout_setting = "--distributed-timeout-minutes";
   void add_to(boost::program_options::options_description& desc);
-  void check() const;  // one spin::Error naming a value none of the parsers knows
+  void check() const;  // one spin::Error naming a value none of the parsers knows, or a negative timeout
 };
 
 class Runtime {
@@ -90,6 +96,10 @@ inline constexpr const char* kDeviceHelp =
     "cpu, or cuda (one GPU per rank, chosen by the rank's order on its node)";
 inline constexpr const char* kPrecisionHelp =
     "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)";
+inline constexpr const char* kTimeoutHelp =
+    "minutes a rank may wait on the others (a collective, a transfer between stages, the GPU's queued NCCL work) "
+    "before it stops with an error naming the wait -- a rank lost or hung ends the job instead of holding it to "
+    "the time limit; 0: wait forever";
 inline constexpr const char* kAttentionBackendHelp =
     "GPU attention kernels: auto (tensor cores for bf16 at head_dim 64/128, else fused SIMT "
     "kernels, else cuBLAS), simt (never tensor cores) or unfused (cuBLAS + softmax)";

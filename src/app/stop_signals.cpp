@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <optional>
+#include <thread>
 
 #include "core/error.h"
 
@@ -68,7 +69,9 @@ std::string stop_reason() {
 
 void raise_test_stop(const parallel::Communicator& world, const char* event, std::int64_t n) {
   static const char* const fault = std::getenv("SPIN_FAULT");
-  if (fault != nullptr && world.rank() == world.size() - 1 && fault == cat(event, "@", n)) std::raise(SIGUSR1);
+  if (fault == nullptr || world.rank() != world.size() - 1) return;
+  if (fault == cat(event, "@", n)) std::raise(SIGUSR1);
+  while (fault == cat("hang-", event, "@", n)) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
 const char* stop_signal_name() {

@@ -39,7 +39,8 @@ bool stop_agreed(parallel::Communicator& world, bool made_progress = true);
 std::string stop_reason();
 
 // Test hook: with SPIN_FAULT=<event>@<n> (e.g. signal-after-step@4), raises SIGUSR1 in the last
-// rank of `world` when called with that event and n.
+// rank of `world` when called with that event and n; with SPIN_FAULT=hang-<event>@<n> that rank hangs
+// there instead (sleeps for ever, waiting on nothing: parallel.distributed_timeout_minutes' test).
 void raise_test_stop(const parallel::Communicator& world, const char* event, std::int64_t n);
 
 }  // namespace spin::app

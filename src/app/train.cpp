@@ -54,7 +54,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const TrainConfig& c = parsed->first;
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const Runtime runtime({c.device, c.precision, c.attention_backend}, world);
+  const Runtime runtime({.device = c.device,
+                         .precision = c.precision,
+                         .attention_backend = c.attention_backend,
+                         .distributed_timeout_minutes = c.distributed_timeout_minutes,
+                         .timeout_setting = "parallel.distributed_timeout_minutes"},
+                        world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
   const auto start = std::chrono::steady_clock::now();
 

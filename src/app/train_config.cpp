@@ -230,6 +230,7 @@ void declare(OptionTable& t, TrainConfig& c) {
         "and sampling.max_new_tokens evened out, the LM head's on the last");
   t.add("parallel.ep", &c.ep, kExpertParallelHelp);
   t.add("parallel.device", &c.device, "cpu, or cuda (one GPU per rank, by the rank's order on its node)");
+  t.add("parallel.distributed_timeout_minutes", &c.distributed_timeout_minutes, kTimeoutHelp);
   t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");
   t.add("sampling.temperature", &c.temperature, "sampling temperature (> 0)");
   t.add("sampling.top_k", &c.top_k, "top-k (0: off)");
@@ -353,6 +354,9 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
   }
   require(c.device == "cpu" || c.device == "cuda", "spin train: parallel.device must be cpu or cuda, got '",
           c.device, "'");
+  require(c.distributed_timeout_minutes >= 0.0,
+          "spin train: parallel.distributed_timeout_minutes must be >= 0 (0: no timeout), got ",
+          c.distributed_timeout_minutes);
   require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
           c.precision, "'");
   check_frozen_dtype(c.frozen_dtype, "spin train: model.frozen_dtype");

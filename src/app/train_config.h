@@ -67,6 +67,7 @@ struct TrainConfig {
   int ep = 1;  // a mixture's expert-parallel size, within the TP group (model::TpDims)
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda
+  double distributed_timeout_minutes = 10.0;  // a wait on other ranks past it ends the rank (0: none)
   std::string precision = "fp32";  // fp32 | bf16
   std::string frozen_dtype = "auto";       // auto | bf16 | fp32: how the reference is held (model::WeightStorage)
   std::string attention_backend = "auto";  // auto | simt | unfused (GPUs)

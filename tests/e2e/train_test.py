@@ -476,6 +476,28 @@ def case_time_limit(args, tmp):
                  os.path.join(tmp, "bad", "metrics.jsonl"))
     print("checkpoint.exit_duration_mins ~0: 6 runs of one step each (exit 75, then 0): the uninterrupted metrics "
           "and model, bitwise")
+    # parallel.distributed_timeout_minutes: rank 1 hangs after step 2, waiting on nothing (as a rank stuck in a kernel
+    # or on a lost node would); rank 0, waiting on it in the next collective, ends after the timeout (3 s here) with
+    # one error line naming the wait, and mpirun stops rank 1: the job exits non-zero within seconds instead of
+    # holding its machines to the time limit.
+    hung = os.path.join(tmp, "hung")
+    started = time.time()
+    r = run(args.mpiexec, common + ["--checkpoint.save_dir", hung, "--parallel.distributed_timeout_minutes", "0.05"], 2,
+            fault="hang-signal-after-step@2")
+    elapsed = time.time() - started
+    errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error")]
+    assert r.returncode != 0 and len(errors) == 1, (r.returncode, r.stdout, r.stderr)
+    assert re.search(r"^spin: error: rank 0: MPI_\w+ .*over a group of 2 ranks has not returned after [3-9] s: a rank "
+                     r"it waits on stopped or hangs .*\(parallel\.distributed_timeout_minutes = 0\.05; 0 turns this off\)$",
+                     errors[0]), errors
+    assert elapsed < 60, elapsed
+    assert max(m["step"] for m in metrics(os.path.join(hung, "metrics.jsonl"))) == 2  # the steps before the hang
+    expect_error(args.mpiexec, "negative-timeout",
+                 common + ["--checkpoint.save_dir", os.path.join(tmp, "bad"), "--parallel.distributed_timeout_minutes",
+                           "-1"],
+                 r"parallel\.distributed_timeout_minutes must be >= 0 \(0: no timeout\), got -1", 2,
+                 os.path.join(tmp, "bad", "metrics.jsonl"))
+    print("parallel.distributed_timeout_minutes 0.05 with rank 1 hung after step 2: %s (%.0f s)" % (errors[0], elapsed))
 
 
 def case_rmsprop(args, tmp):

@@ -9,6 +9,7 @@
 
 #include <cuda_bf16.h>
 
+#include "core/watchdog.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels_device.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -44,7 +45,10 @@ CudaKernels::~CudaKernels() {
   if (blas_ != nullptr) cublasDestroy(blas_);
 }
 
-void CudaKernels::synchronize() const { SPIN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaKernels::synchronize() const {
+  const watchdog::Wait waiting("cudaStreamSynchronize (the GPU's queued kernels and NCCL collectives)");
+  SPIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 // Row-major C = A B is column-major C^T = B^T A^T: swap the operands and the sizes.
 void CudaKernels::gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,

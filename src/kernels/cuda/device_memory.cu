@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/profile.h"
+#include "core/watchdog.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
 
@@ -69,6 +70,8 @@ void CudaMemory::copy(void* dst, const void* src, std::size_t bytes) {
 
 void CudaMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
   SPIN_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream()));
+  const watchdog::Wait waiting("cudaStreamSynchronize (a copy to the host behind the GPU's queued kernels and NCCL "
+                               "collectives)");
   SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
 }
 
@@ -91,7 +94,10 @@ void CudaMemory::copy_from_host(void* dst, const void* host_src, std::size_t byt
   // on without a host sync (the decode loop's small uploads used to stall it ~10 times a
   // step); from page-locked memory the copy is truly asynchronous and is waited for.
   SPIN_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, compute_stream()));
-  if (page_locked(host_src)) SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  if (page_locked(host_src)) {
+    const watchdog::Wait waiting("cudaStreamSynchronize (a copy from page-locked memory behind the GPU's queued work)");
+    SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  }
 }
 
 std::optional<MemoryUsage> CudaMemory::usage() const {
