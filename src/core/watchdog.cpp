@@ -82,8 +82,8 @@ void watch() {
   for (;;) {
     const std::int64_t timeout = r.timeout_ns.load();
     // A few looks per timeout, at most one a second (the timeout's error is then late by under a quarter of it).
-    const auto pause = std::chrono::nanoseconds(timeout > 0 ? std::min<std::int64_t>(timeout / 4, 1'000'000'000)
-                                                            : 1'000'000'000);
+    const auto pause =
+        std::chrono::nanoseconds(timeout > 0 ? std::min<std::int64_t>(timeout / 4, 1'000'000'000) : 1'000'000'000);
     std::this_thread::sleep_for(pause);
     if (timeout <= 0) continue;
     const std::int64_t now = now_ns();

@@ -70,8 +70,9 @@ void CudaMemory::copy(void* dst, const void* src, std::size_t bytes) {
 
 void CudaMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
   SPIN_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream()));
-  const watchdog::Wait waiting("cudaStreamSynchronize (a copy to the host behind the GPU's queued kernels and NCCL "
-                               "collectives)");
+  const watchdog::Wait waiting(
+      "cudaStreamSynchronize (a copy to the host behind the GPU's queued kernels and NCCL "
+      "collectives)");
   SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
 }
 
