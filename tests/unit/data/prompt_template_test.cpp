@@ -74,6 +74,42 @@ std::unique_ptr<Tokenizer> expect_chosen(const std::string& dir, PromptTemplate 
   return t;
 }
 
+// A copy of fixture `dir` (its `files`) in a scratch folder whose tokenizer_config.json's chat template is changed at
+// will: auto's choice for templates beside the fixture's own.
+class TemplateVariants {
+ public:
+  TemplateVariants(const std::string& dir, std::initializer_list<const char*> files, const char* scratch_name)
+      : scratch_(scratch_name) {
+    const fs::path from = fs::path(SPIN_TEST_DATA_DIR) / dir;
+    for (const char* file : files) {
+      fs::copy_file(from / file, scratch_.path() / file, fs::copy_options::overwrite_existing);
+    }
+    config_ = nlohmann::json::parse(std::ifstream(from / "tokenizer_config.json"));
+  }
+  std::string original() const { return config_.at("chat_template"); }
+  const fs::path& path() const { return scratch_.path(); }
+  // The copy's tokenizer with `chat_template` in its tokenizer_config.json.
+  std::unique_ptr<Tokenizer> with_template(const std::string& chat_template) const {
+    nlohmann::json changed = config_;
+    changed["chat_template"] = chat_template;
+    std::ofstream(scratch_.path() / "tokenizer_config.json", std::ios::trunc) << changed.dump();
+    return Tokenizer::load(scratch_.path().string());
+  }
+
+ private:
+  testing::ScratchDir scratch_;
+  nlohmann::json config_;
+};
+
+// `text` with every `from` replaced by `to`; a failure where there is none.
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  EXPECT_NE(text.find(from), std::string::npos) << from;
+  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
 // DeepSeek's formats: deepseek-v3 against V3's template's prompts and responses on a tokenizer built as
 // DeepSeek-V3's (its three Splits, its markers added); deepseek-r1 on DeepSeek-R1-Distill-Qwen's tokens
 // (Qwen2's tokenization, its markers and think tokens added) against R1's template's prompts -- the think
@@ -150,38 +186,20 @@ TEST(HfBpeTokenizer, DeepSeekV2TemplateMatchesApplyChatTemplate) {
 // token, as the template's encoding reads it. auto picks it by the tokens and the template, refusing a
 // thinking one or one without a literal default.
 TEST(TiktokenTokenizer, KimiTemplateMatchesMoonlightsAndK2sChatTemplates) {
-  const std::string dir = std::string(SPIN_TEST_DATA_DIR) + "/kimi";
   expect_chat_cases("kimi", PromptTemplate::Kimi, "");
   const auto moonlight = expect_chosen("kimi", PromptTemplate::Kimi, "<|im_end|>");
   expect_needs_token(PromptTemplate::Kimi, "kimi", "<|im_middle|>");
   EXPECT_EQ(choose_prompt_template("kimi", moonlight.get()), PromptTemplate::Kimi);
 
-  const testing::ScratchDir copy_scratch("spin_kimi");
-  const fs::path& copy = copy_scratch.path();
-  fs::copy_file(dir + "/tiktoken.model", copy / "tiktoken.model", fs::copy_options::overwrite_existing);
-  for (const std::string file : {"chat_cases.json", "chat_cases_k2.json"}) {
-    fs::copy_file(dir + "/" + file, copy / file, fs::copy_options::overwrite_existing);
-  }
-  std::ifstream in(dir + "/tokenizer_config.json");
-  const nlohmann::json config = nlohmann::json::parse(in);
-  const std::string moonlight_template = config.at("chat_template");
-  const auto with_template = [&](const std::string& chat_template) {
-    nlohmann::json changed = config;
-    changed["chat_template"] = chat_template;
-    std::ofstream(copy / "tokenizer_config.json", std::ios::trunc) << changed.dump();
-    return Tokenizer::load(copy.string());
-  };
-  const auto replaced = [&](std::string text, const std::string& from, const std::string& to) {
-    const std::size_t at = text.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    return at == std::string::npos ? text : text.replace(at, from.size(), to);
-  };
+  const TemplateVariants copy("kimi", {"tiktoken.model", "chat_cases.json", "chat_cases_k2.json"}, "spin_kimi");
+  const std::string moonlight_template = copy.original();
+  const auto with_template = [&](const std::string& chat_template) { return copy.with_template(chat_template); };
   // Kimi K2's: its own default system message, the role from message.name or message.role.
   const std::string k2 = replaced(moonlight_template, "You are a helpful assistant",
                                   "You are Kimi, an AI assistant created by Moonshot AI.");
   const auto k2_tokenizer = with_template(k2);
   EXPECT_EQ(choose_prompt_template("auto", k2_tokenizer.get()), PromptTemplate::Kimi);
-  expect_chat_cases(copy.lexically_relative(SPIN_TEST_DATA_DIR).string(), PromptTemplate::Kimi, "",
+  expect_chat_cases(copy.path().lexically_relative(SPIN_TEST_DATA_DIR).string(), PromptTemplate::Kimi, "",
                     "chat_cases_k2.json");
   // A thinking template, one without a default system turn, one whose default is an expression: refused.
   for (const std::string& other :
@@ -243,24 +261,9 @@ TEST(HfBpeTokenizer, Olmo3TemplatesMatchApplyChatTemplate) {
   expect_chat_cases("hf_bpe/olmo3", PromptTemplate::Olmo3, "", "chat_cases_olmo3.json");
   expect_chosen("hf_bpe/olmo3", PromptTemplate::Olmo31, "<|endoftext|>");
   expect_needs_token(PromptTemplate::Olmo3, "olmo3", "<|im_start|>");
-  const fs::path fixture = fs::path(SPIN_TEST_DATA_DIR) / "hf_bpe/olmo3";
-  const testing::ScratchDir scratch("spin_olmo3");
-  const fs::path& dir = scratch.path();
-  fs::copy_file(fixture / "tokenizer.json", dir / "tokenizer.json");
-  const nlohmann::json config = nlohmann::json::parse(std::ifstream(fixture / "tokenizer_config.json"));
-  const std::string olmo31 = config.at("chat_template");
-  const auto with_template = [&](const std::string& chat_template) {
-    nlohmann::json changed = config;
-    changed["chat_template"] = chat_template;
-    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << changed.dump();
-    return Tokenizer::load(dir.string());
-  };
-  const auto replaced = [](std::string text, const std::string& from, const std::string& to) {
-    for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-      text.replace(at, from.size(), to);
-    }
-    return text;
-  };
+  const TemplateVariants copy("hf_bpe/olmo3", {"tokenizer.json"}, "spin_olmo3");
+  const std::string olmo31 = copy.original();
+  const auto with_template = [&](const std::string& chat_template) { return copy.with_template(chat_template); };
   const std::string olmo3 = replaced(olmo31, detail::kOlmo31System, detail::kOlmo3System);
   EXPECT_EQ(choose_prompt_template("auto", with_template(olmo3).get()), PromptTemplate::Olmo3);
   EXPECT_EQ(choose_prompt_template("auto", with_template(replaced(olmo31, "\n", "\\n")).get()), PromptTemplate::Olmo31);
@@ -279,7 +282,7 @@ TEST(HfBpeTokenizer, Olmo3TemplatesMatchApplyChatTemplate) {
     EXPECT_EQ(choose_prompt_template("olmo3.1", t.get()), PromptTemplate::Olmo31);  // named: taken
   }
   // A generated answer's ids back to its text.
-  const auto t = Tokenizer::load(fixture.string());
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/olmo3");
   const std::vector<std::int32_t> ids = render_response("Hi.\n", PromptTemplate::Olmo3, *t);
   EXPECT_EQ(ids.back(), t->token_id("<|endoftext|>"));
   EXPECT_EQ(response_text(ids, PromptTemplate::Olmo3, *t), "Hi.\n");
