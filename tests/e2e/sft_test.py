@@ -266,6 +266,8 @@ def case_bad_input(args, tmp):
       r"spin sft: --micro-batch-tokens must not be negative")
     e("bad-save-dtype", cmd("--save-dtype", "fp4"), r"spin sft: --save-dtype \"fp4\" is not f32, bf16 or f16")
     e("zero-save-max-shard-size", cmd("--save-max-shard-size", "0"), r"spin sft: --save-max-shard-size must be positive")
+    e("negative-timeout", cmd("--distributed-timeout-minutes", "-1"),
+      r"--distributed-timeout-minutes must be >= 0 \(0: no timeout\), got -1")
     # FP8 of a model whose files hold a layer's experts as one 3-D tensor: refused before any work.
     e("fp8-granitemoe", sft_command(args, os.path.join(args.models, "tiny-granitemoe"), data, out, "--save-dtype", "fp8"),
       r"spin sft: --save-dtype fp8: the model's files hold \"model\.layers\.0\.block_sparse_moe\.[a-z_]+\.weight\" as "
