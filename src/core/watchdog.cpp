@@ -104,8 +104,10 @@ void start(double timeout_seconds, int rank, const char* setting) {
     r.rank = rank;
     r.setting = setting;
   }
-  r.timeout_ns.store(timeout_seconds > 0 ? static_cast<std::int64_t>(timeout_seconds * 1e9) : 0);
-  if (timeout_seconds > 0) std::call_once(r.started, [] { std::thread(watch).detach(); });
+  // Over 30 years (or infinite) is no timeout at all, and would overflow the nanoseconds.
+  const bool on = timeout_seconds > 0 && timeout_seconds < 1e9;
+  r.timeout_ns.store(on ? static_cast<std::int64_t>(timeout_seconds * 1e9) : 0);
+  if (on) std::call_once(r.started, [] { std::thread(watch).detach(); });
 }
 
 Wait::Wait(const char* what, int group, std::int64_t count) {

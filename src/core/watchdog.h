@@ -15,7 +15,8 @@
 namespace spin::watchdog {
 
 // Starts the watchdog (once; a later call changes the timeout): a marked wait older than `timeout_seconds`
-// ends the process, its line naming `rank` and `setting` (the option that sets the timeout). 0 or less: off.
+// ends the process, its line naming `rank` and `setting` (the option that sets the timeout). 0 or less, or
+// infinite: off.
 void start(double timeout_seconds, int rank, const char* setting);
 
 // Marks the calling thread as waiting, from construction to destruction; `what` (a string literal: "MPI_Allreduce")
