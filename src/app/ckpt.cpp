@@ -23,12 +23,14 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/shard_rectangles.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "core/watchdog.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/weights.h"
 #include "parallel/job_errors.h"
@@ -57,6 +59,7 @@ struct CkptOptions {
   std::string fp8_block = "128";
   int tp = 1, pp = 1;
   std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
+  double distributed_timeout_minutes = 10.0;
 };
 
 // --fp8-block's {rows, cols}: one positive number for square blocks, or two.
@@ -91,6 +94,11 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
        "export-hf --dtype fp8: the blocks' rows and columns, ROWS[,COLS] (128: those releases' 128 x 128)")
       ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
        "export-hf: bytes per safetensors file; larger models are split with an index")
+      ("distributed-timeout-minutes",
+       po::value(&o.distributed_timeout_minutes)->default_value(o.distributed_timeout_minutes),
+       (std::string("verify, reshard, export-hf, import-hf on several ranks: ") + kTimeoutHelp +
+        " (inspect and merge, which rank 0 does alone while the others wait, never time out)")
+           .c_str())
       ("multimodal-from", po::value(&o.multimodal_from)->default_value(""),
        "export-hf: the multimodal Hugging Face directory (Gemma 3, Mistral Small 3.1, LLaVA, Pixtral, Qwen2-VL, Qwen2.5-VL) whose language model the checkpoint holds: "
        "write that multimodal model back, its other tensors and config.json taken from there");
@@ -115,6 +123,8 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
     parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   }
   require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive");
+  require(o.distributed_timeout_minutes >= 0.0, "spin ckpt: --distributed-timeout-minutes must be >= 0 (0: no "
+          "timeout), got ", o.distributed_timeout_minutes);
   require(o.adapter.empty() || o.action == "import-hf", "spin ckpt ", o.action, ": --adapter is import-hf's");
   return o;
 }
@@ -498,6 +508,11 @@ int run_ckpt(int argc, char** argv, parallel::Communicator& world) {
   if (!parsed) return 0;
   const CkptOptions& o = *parsed;
   const bool root = world.rank() == 0;
+  // The actions whose ranks share the work; inspect's and merge's rank 0 works alone while the others wait.
+  if (o.action != "inspect" && o.action != "merge") {
+    watchdog::start(o.distributed_timeout_minutes * 60.0, world.rank(),
+                    cat("spin ckpt --distributed-timeout-minutes ", o.distributed_timeout_minutes).c_str());
+  }
   if (o.action == "import-hf") {
     import_hf(world, o);
     if (root) {

@@ -413,6 +413,11 @@ def case_fp8(args, tmp):
                  [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "zero-run"),
                   "--parallel.tp", "2", "--checkpoint.save_max_shard_size", "0"],
                  r"checkpoint.save_max_shard_size must be positive, got 0", 2, os.path.join(tmp, "zero-run"))
+    expect_error(args.mpiexec, "ckpt negative timeout",
+                 [args.spin, "ckpt", "export-hf", step_dir(os.path.join(tmp, "run"), 6), os.path.join(tmp, "no-export"),
+                  "--distributed-timeout-minutes", "-1"],
+                 r"spin ckpt: --distributed-timeout-minutes must be >= 0 \(0: no timeout\), got -1", 2,
+                 os.path.join(tmp, "no-export"))
     print("checkpoint.save_dtype fp8 at TP 2: iteration_1 is the FP8 export of its checkpoint, byte for byte")
 
 
