@@ -34,18 +34,18 @@ TEST(WatchdogDeathTest, OnlyTheTimeInsideOneWaitCounts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        start(0.4, 0, "x");
+        start(1.0, 0, "x");  // 10 times the waits below: a loaded machine's scheduling cannot reach it
         for (int i = 0; i < 8; ++i) {
           const Wait waiting("short");
           sleep_s(0.1);
         }
-        sleep_s(1.0);  // computing
+        sleep_s(2.5);  // computing
         std::exit(7);
       },
       ::testing::ExitedWithCode(7), "");
   EXPECT_EXIT(
       {
-        start(0.4, 0, "x");
+        start(1.0, 0, "x");
         const Wait outer("MPI_Waitall (an exchange between stages)", 2);
         { const Wait inner("MPI_Barrier", 2); }
         sleep_s(30);
