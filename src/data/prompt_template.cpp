@@ -53,15 +53,16 @@ std::string without(std::string text, std::string_view what) {
   return text;
 }
 
-// `text` without its trailing whitespace (Python's rstrip()).
+// `text` without its trailing whitespace (Python's rstrip(): str.isspace()'s code points).
 std::string rstripped(const std::string& text) {
-  return text.substr(0, unicode::whitespace_before(text, 0, text.size()));
+  return text.substr(0, unicode::whitespace_before(text, 0, text.size(), unicode::is_python_space));
 }
 
-// `text` without its leading and trailing whitespace (Python's strip()).
+// `text` without its leading and trailing whitespace: Python's strip(), and so Jinja's trim (Llama 3's, Gemma's
+// templates), Meta's and mistral-common's strip() of Llama 2's and Mistral's turns.
 std::string stripped(const std::string& text) {
-  const std::size_t first = unicode::whitespace_after(text, 0);
-  return text.substr(first, unicode::whitespace_before(text, first, text.size()) - first);
+  const std::size_t first = unicode::whitespace_after(text, 0, unicode::is_python_space);
+  return text.substr(first, unicode::whitespace_before(text, first, text.size(), unicode::is_python_space) - first);
 }
 
 // SmolLM3's system turn's text: the metadata, then the system message's custom instructions (its
@@ -195,14 +196,6 @@ std::vector<std::int32_t> encode_between(const Tokenizer& t, std::int32_t before
   return t.encode(text.substr(first, last - first));
 }
 
-// Leading and trailing whitespace removed (Jinja's trim, as Llama-3's and Gemma's templates apply it).
-std::string trimmed(const std::string& text) {
-  const char* space = " \t\n\r\f\v";
-  const std::size_t first = text.find_first_not_of(space);
-  if (first == std::string::npos) return "";
-  return text.substr(first, text.find_last_not_of(space) - first + 1);
-}
-
 // Llama 2's chat format (Meta's chat_completion) and Mistral's v1, v3 and v7 instruct formats
 // (mistral-common's InstructTokenizerV1 / V3 / V7): user turns "[INST] {content} [/INST]", each
 // turn encoded on its own (with a SentencePiece model's dummy prefix), assistant turns as
@@ -244,7 +237,7 @@ std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& message
       continue;
     }
     if (llama2 && t.bos_id()) ids.push_back(*t.bos_id());
-    append(ids, t.encode("[INST] " + (llama2 ? trimmed(content) : content) + " [/INST]"));
+    append(ids, t.encode("[INST] " + (llama2 ? stripped(content) : content) + " [/INST]"));
   }
   return ids;
 }
@@ -507,7 +500,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       // Gemma 3: the system message, as given, and a blank line before the first user text.
       const std::string prefix = i == 1 && has_system ? system + "\n\n" : std::string();
       ids.push_back(start);
-      append(ids, t.encode((m.role == "assistant" ? "model" : m.role) + "\n" + prefix + trimmed(m.content)));
+      append(ids, t.encode((m.role == "assistant" ? "model" : m.role) + "\n" + prefix + stripped(m.content)));
       ids.push_back(end);
       append(ids, t.encode("\n"));
     }
@@ -521,7 +514,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     if (has_system) cohere_turn(ids, "<|SYSTEM_TOKEN|>", system, t);
     for (std::size_t i = has_system ? 1 : 0; i < messages.size(); ++i) {
       const bool user = messages[i].role == "user";
-      cohere_turn(ids, user ? "<|USER_TOKEN|>" : "<|CHATBOT_TOKEN|>", trimmed(messages[i].content), t);
+      cohere_turn(ids, user ? "<|USER_TOKEN|>" : "<|CHATBOT_TOKEN|>", stripped(messages[i].content), t);
     }
     ids.push_back(special(t, prompt_template, "<|START_OF_TURN_TOKEN|>"));
     ids.push_back(special(t, prompt_template, "<|CHATBOT_TOKEN|>"));
@@ -533,13 +526,13 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       const bool system = starts_with_system(messages);
       llama3_header(ids, "system", t);
       append(ids, t.encode("\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n" +
-                           (system ? trimmed(messages.front().content) : std::string())));
+                           (system ? stripped(messages.front().content) : std::string())));
       ids.push_back(special(t, prompt_template, "<|eot_id|>"));
       first = system ? 1 : 0;
     }
     for (std::size_t i = first; i < messages.size(); ++i) {
       llama3_header(ids, messages[i].role, t);
-      append(ids, t.encode("\n\n" + trimmed(messages[i].content)));
+      append(ids, t.encode("\n\n" + stripped(messages[i].content)));
       ids.push_back(special(t, prompt_template, "<|eot_id|>"));
     }
     llama3_header(ids, "assistant", t);
@@ -581,11 +574,11 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
   const std::string written = prompt_template == PromptTemplate::SmolLm3       ? without_leading_newlines(text)
-                              : prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
+                              : prompt_template == PromptTemplate::Llama2      ? stripped(text) + " "
                               : prompt_template == PromptTemplate::DeepSeekV2  ? " " + text
                               : prompt_template == PromptTemplate::DeepSeekV31 ? after_think_end(text)
                               : rstrip                                         ? text.substr(0, kept)
-                              : trim                                           ? trimmed(text)
+                              : trim                                           ? stripped(text)
                                                                                : text;
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);

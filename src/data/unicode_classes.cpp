@@ -50,6 +50,8 @@ bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
+bool is_python_space(char32_t c) { return is_whitespace(c) || (c >= 0x1C && c <= 0x1F); }
+
 CodePoints decode_utf8(std::string_view text) {
   CodePoints out;
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
@@ -96,21 +98,21 @@ void append_utf8(std::string& out, char32_t c) {
   }
 }
 
-std::size_t whitespace_before(std::string_view text, std::size_t from, std::size_t to) {
+std::size_t whitespace_before(std::string_view text, std::size_t from, std::size_t to, bool (*space)(char32_t)) {
   while (to > from) {
     std::size_t start = to - 1;  // the last code point's first byte: back over continuation bytes
     while (start > from && to - start < 4 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
     const CodePoints c = decode_utf8(text.substr(start, to - start));
-    if (c.size() != 1 || !is_whitespace(c.cp[0])) break;
+    if (c.size() != 1 || !space(c.cp[0])) break;
     to = start;
   }
   return to;
 }
 
-std::size_t whitespace_after(std::string_view text, std::size_t from) {
+std::size_t whitespace_after(std::string_view text, std::size_t from, bool (*space)(char32_t)) {
   while (from < text.size()) {
     const CodePoints c = decode_utf8(text.substr(from, 4));
-    if (!is_whitespace(c.cp[0])) break;
+    if (!space(c.cp[0])) break;
     from += c.at[1];
   }
   return from;

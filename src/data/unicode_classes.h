@@ -23,6 +23,8 @@ bool is_punctuation(char32_t c);  // Pc, Pd, Ps, Pe, Pi, Pf or Po
 bool is_symbol(char32_t c);       // Sm, Sc, Sk or So
 bool is_han(char32_t c);          // the Han script (Scripts.txt): the Kimi expression's \p{Han}
 bool is_whitespace(char32_t c);
+// Python's str.isspace(), what str.strip() and so Jinja's trim remove: White_Space and U+001C-U+001F.
+bool is_python_space(char32_t c);
 
 struct CodePoints {
   std::vector<char32_t> cp;
@@ -35,10 +37,11 @@ inline constexpr char32_t kInvalid = 0xFFFFFFFF;
 CodePoints decode_utf8(std::string_view text);
 // The UTF-8 bytes of `c` appended to `out`.
 void append_utf8(std::string& out, char32_t c);
-// Where the run of whitespace code points that ends at byte `to` starts, no earlier than `from`;
+// Where the run of whitespace code points (`space`'s) that ends at byte `to` starts, no earlier than `from`;
 // and where the run that starts at byte `from` ends.
-std::size_t whitespace_before(std::string_view text, std::size_t from, std::size_t to);
-std::size_t whitespace_after(std::string_view text, std::size_t from);
+std::size_t whitespace_before(std::string_view text, std::size_t from, std::size_t to,
+                              bool (*space)(char32_t) = is_whitespace);
+std::size_t whitespace_after(std::string_view text, std::size_t from, bool (*space)(char32_t) = is_whitespace);
 // `text` in Normalization Form C (unicode_nfc.cpp); bytes that are not valid UTF-8 pass through.
 std::string nfc(std::string_view text);
 

@@ -308,6 +308,13 @@ TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
   expect_needs_token(PromptTemplate::Llama3, "llama3", "<|start_header_id|>");
+  // Jinja's trim is Python's strip(): Unicode's whitespace (U+3000, U+00A0, U+0085) and U+001F go, a zero-width
+  // space (no whitespace to Python) stays -- as apply_chat_template renders these contents with Llama 3's template.
+  const std::string spaced = "\x1f\u3000hi\u00a0\u0085";
+  EXPECT_EQ(render_prompt({{"user", spaced}}, PromptTemplate::Llama3, *t),
+            render_prompt({{"user", "hi"}}, PromptTemplate::Llama3, *t));
+  EXPECT_EQ(render_response(spaced, PromptTemplate::Llama3, *t), render_response("hi", PromptTemplate::Llama3, *t));
+  EXPECT_NE(render_response("\u200bhi", PromptTemplate::Llama3, *t), render_response("hi", PromptTemplate::Llama3, *t));
 }
 
 // The chatml template with ChatML's Jinja template (Qwen2.5-Instruct's for conversations with a
