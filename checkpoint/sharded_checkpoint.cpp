@@ -96,6 +96,16 @@ std::string latest_checkpoint(const std::string& save_dir) {
   return (fs::path(save_dir) / name).string();
 }
 
+std::string earlier_run_in(const std::string& save_dir, const std::string& start) {
+  const fs::path latest = fs::path(save_dir) / kLatest;
+  if (!fs::exists(latest)) return "";
+  if (!start.empty() && fs::equivalent(fs::canonical(start).parent_path(), save_dir)) return "";
+  std::ifstream in(latest);
+  std::string name;
+  std::getline(in, name);
+  return (fs::path(save_dir) / name).string();
+}
+
 std::string checkpoint_of(const std::string& path) {
   return fs::exists(fs::path(path) / kLatest) ? latest_checkpoint(path) : path;
 }

@@ -128,6 +128,11 @@ void merge_checkpoint(const CheckpointReader& reader, const std::string& out);
 
 // The checkpoint `latest` in `save_dir` points to, or "" when there is none.
 std::string latest_checkpoint(const std::string& save_dir);
+// The checkpoint of an earlier run in `save_dir` that a run starting from `start` (a checkpoint, "" for
+// none) would write over -- its step directories, `latest` and metrics, keep_last deleting the earlier
+// ones: what save_dir's `latest` names, unless `start` is one of save_dir's own checkpoints (the run
+// resumed, or rolled back to an earlier step). "" when there is none.
+std::string earlier_run_in(const std::string& save_dir, const std::string& start);
 // The checkpoint `path` names: a save directory's `latest`, else `path` itself.
 std::string checkpoint_of(const std::string& path);
 // Whether `path` is a checkpoint: a step directory with its index, or a merged checkpoint file.

@@ -376,6 +376,11 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t first_step = 0;
   parallel::run_collectively(world, [&] {
     loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
+    if (!o.save_dir.empty()) {
+      const std::string earlier = ckpt::earlier_run_in(o.save_dir, loaded);
+      require(earlier.empty(), "--save-dir ", o.save_dir, " holds an earlier run's checkpoints (latest: ", earlier,
+              "), which this run would write over: pass --resume to continue that run, or choose another --save-dir");
+    }
     if (loaded.empty()) {
       load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
       if (adapters) adapters->init_random(o.seed, 0.0f);

@@ -77,6 +77,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::LoraConfig lora;
   data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // data.template, resolved
   std::optional<ProfileWindow> profile_window;
+  std::string loaded;  // the checkpoint the run starts from ("": model.path), chosen before save_dir is written
   parallel::run_collectively(world, [&] {
     set_time_limit(c.exit_duration_mins, "checkpoint.exit_duration_mins");
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
@@ -222,6 +223,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     for (std::int64_t k = 0; k < (c.reset_each_iteration ? shape.iterations() : 1); ++k) {
       schedules.push_back(schedule_of(c.reset_each_iteration ? shape.steps_in_iteration(k) : shape.total()));
     }
+    loaded = checkpoint_to_load(c);
     if (root) {
       fs::create_directories(c.save_dir);
       std::ofstream(fs::path(c.save_dir) / "config.ini") << c.to_ini();
@@ -273,13 +275,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
   train::RunPosition at;
-  std::string loaded;
   std::vector<float> saved_cache;  // spin.reuse_generations' responses, when the checkpoint has them
   std::vector<float> saved_ref_sums;  // spin.cache_ref_logprobs' sums, likewise
   std::vector<float> saved_previous;  // spin.mix_previous_iteration's responses of the previous iteration
   std::vector<std::string> changed;   // settings that differ from the checkpoint's run
   parallel::run_collectively(world, [&] {
-    loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
       load_model_weights(*source, c.model_adapter, *shard, policy, k);
       if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
@@ -322,7 +322,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       at = shape.at(saved_step);
       optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
                            state.at("optimizer_skipped").get<std::int64_t>());
-      if (c.reuse_generations && reader.has("spin", "reuse_cache")) saved_cache = reader.read_all("spin", "reuse_cache");
+      if (c.reuse_generations && reader.has("spin", "reuse_cache"))
+        saved_cache = reader.read_all("spin", "reuse_cache");
       if (c.cache_ref_logprobs && reader.has("spin", "ref_logprobs_cache")) {
         saved_ref_sums = reader.read_all("spin", "ref_logprobs_cache");
       }

@@ -70,11 +70,18 @@ void write_generations(const fs::path& path, const std::vector<data::Example>& e
 }
 
 std::string checkpoint_to_load(const TrainConfig& c) {
+  std::string start;
   if (!c.load.empty()) {
     require(fs::is_directory(c.load), "checkpoint.load ", c.load, ": no such directory");
-    return ckpt::checkpoint_of(c.load);
+    start = ckpt::checkpoint_of(c.load);
+  } else if (c.resume) {
+    start = ckpt::latest_checkpoint(c.save_dir);
   }
-  return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
+  const std::string earlier = ckpt::earlier_run_in(c.save_dir, start);
+  require(earlier.empty(), "checkpoint.save_dir ", c.save_dir, " holds an earlier run's checkpoints (latest: ", earlier,
+          "), which this run would write over: set checkpoint.resume = true to continue that run, or choose "
+          "another checkpoint.save_dir");
+  return start;
 }
 
 }  // namespace spin::app

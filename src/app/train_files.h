@@ -35,7 +35,8 @@ void write_generations(const std::filesystem::path& path, const std::vector<data
                        const data::Tokenizer* tokenizer, data::PromptTemplate prompt_format);
 
 // The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
-// `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path.
+// `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path. Refuses a
+// run that would write over an earlier run's checkpoints in save_dir (ckpt::earlier_run_in).
 std::string checkpoint_to_load(const TrainConfig& c);
 
 }  // namespace spin::app

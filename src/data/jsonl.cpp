@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "data/decompress_stream.h"
+#include "data/tokenizer.h"
 
 namespace spin::data::jsonl {
 
@@ -61,7 +62,7 @@ void for_each_array_element(const std::string& path,
     const json empty = json::parse(*in, element);  // the array, every element dropped
     require(empty.is_array(), path, ": not a JSON array");
   } catch (const json::parse_error& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
+    fail(path, ": not valid JSON (", printable(e.what()), ")");
   } catch (const Stop&) {
     return;
   }
@@ -73,7 +74,7 @@ json parse_object(const std::string& text, const std::string& where) {
   try {
     j = json::parse(text);
   } catch (const json::parse_error& e) {
-    fail(where, ": not valid JSON (", e.what(), ")");
+    fail(where, ": not valid JSON (", printable(e.what()), ")");
   }
   require(j.is_object(), where, ": expected a JSON object");
   return j;

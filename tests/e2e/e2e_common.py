@@ -71,6 +71,17 @@ def expect_error(mpiexec, name, cmd, pattern, ranks, output):
     print("%-24s -> %s" % (name, errors[0]))
 
 
+def tree_state(path):
+    """{file under `path`: (size, modification time in ns)}: compared before and after a refused run,
+    whether it wrote, removed or touched anything there."""
+    state = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            state[os.path.relpath(os.path.join(root, f), path)] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
 def read_safetensors(path):
     """{name: list of floats} for F32 tensors."""
     blob = open(path, "rb").read()

@@ -40,7 +40,7 @@ import sys
 import tensorboard_events
 
 from e2e_common import (REQUEUE, expect_error, matrix_rank, read_hf_dir, read_safetensors, run, run_case, run_ok,
-                        run_requeued)
+                        run_requeued, tree_state)
 
 
 def copy_task(path, n=64, seed=7):
@@ -356,7 +356,16 @@ def case_resume(args, tmp):
     expect_error(args.mpiexec, "resume-without-save-dir",
                  sft_command(args, model, data, os.path.join(tmp, "out3"), "--resume"),
                  r"--save-interval, --exit-duration-mins and --resume need --save-dir", 1, os.path.join(tmp, "out3"))
-    print("--save-interval 3: steps 3 and 6 kept; other batch size and --resume without --save-dir refused")
+    # A fresh run into that save directory (no --resume) would write over its checkpoints: refused,
+    # nothing there touched.
+    before = tree_state(every)
+    expect_error(args.mpiexec, "earlier-run-in-save-dir",
+                 sft_command(args, model, data, os.path.join(tmp, "out3"), "--save-dir", every),
+                 r"--save-dir \S*every holds an earlier run's checkpoints \(latest: \S*every/step_00000006\), which "
+                 r"this run would write over: pass --resume", 1, os.path.join(tmp, "out3"))
+    assert tree_state(every) == before
+    print("--save-interval 3: steps 3 and 6 kept; other batch size, --resume without --save-dir and a fresh run "
+          "into the save directory refused")
     # --optimizer rmsprop: its state (PyTorch's square_avg) goes into the checkpoints, which an
     # AdamW run refuses by name.
     rms_save = os.path.join(tmp, "rms_save")

@@ -50,7 +50,7 @@ import time
 
 import tensorboard_events as tb
 from e2e_common import (REQUEUE, expect_error, read_hf_dir, read_safetensors, run, run_case, run_ok, run_requeued,
-                        TIMEOUT)
+                        tree_state, TIMEOUT)
 from train_common import ROOT, metrics, setup, untimed
 
 
@@ -368,6 +368,13 @@ def case_signal(args, tmp):
     assert "stopped by a signal on another rank after step 4" in r.stdout, r.stdout
     assert open(os.path.join(out, "latest")).read().strip() == "step_00000004"
     assert not [l for l in r.stderr.splitlines() if l.startswith("spin: error")], r.stderr
+    # A fresh start into the stopped run's save_dir would write over its checkpoints and metrics:
+    # refused, nothing there touched (and the resume below still ends bitwise).
+    before = tree_state(out)
+    expect_error(args.mpiexec, "earlier-run-in-save-dir", cmd,
+                 r"checkpoint.save_dir \S*signalled holds an earlier run's checkpoints \(latest: "
+                 r"\S*signalled/step_00000004\), which this run would write over: set checkpoint.resume = true", 2, None)
+    assert tree_state(out) == before
     run_ok(args.mpiexec, cmd + ["--checkpoint.resume", "true"], 2)
     assert untimed(os.path.join(out, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
     for it in (1, 2):
@@ -409,7 +416,8 @@ def case_signal(args, tmp):
 
     # TensorBoard events, read back by an independent parser, hold the metrics.jsonl values
     # (as float32) -- for the resumed run across its two event files, and again after the
-    # finished run is restarted from step 4 and stopped at step 8: the third file's SessionLog
+    # finished run is restarted from step 4 (checkpoint.load within its own save_dir: allowed) and
+    # stopped at step 8: the third file's SessionLog
     # START drops the first run's steps 5..12, and only 5..8 are redone.
     for d in (whole, out):
         assert tb.scalars(os.path.join(d, "tensorboard")) == tb.expected_from_jsonl(metrics(os.path.join(d, "metrics.jsonl"))), d

@@ -492,8 +492,12 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
             std::string::npos);
   EXPECT_NE(error_of("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n").find("last message must be the assistant's"),
             std::string::npos);
-  EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"\xff\xfe\"}\n").find(":1: not valid JSON"),
-            std::string::npos) << "invalid UTF-8";
+  // Invalid UTF-8: refused, and the message (which quotes the parser's last bytes) printable on one line.
+  const std::string invalid = error_of("{\"prompt\": \"a\", \"response\": \"\xff\xfe\"}\n");
+  EXPECT_NE(invalid.find(":1: not valid JSON"), std::string::npos) << invalid;
+  EXPECT_NE(invalid.find("\\xff"), std::string::npos) << invalid;
+  EXPECT_EQ(invalid.find('\xff'), std::string::npos) << invalid;
+  EXPECT_EQ(invalid.find('\n'), std::string::npos) << invalid;
   EXPECT_NE(error_of("{\"question\": \"a\"}\n").find("unknown record shape"), std::string::npos);
   const std::string bot =
       error_of(R"({"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]})"
