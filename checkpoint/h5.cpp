@@ -102,7 +102,8 @@ bool File::exists(const std::string& name) const {
 
 Shape File::dataset_shape(const std::string& name) const {
   const Id dset(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose);
-  require(dset.get() >= 0, path_, ": no dataset ", name);
+  require(dset.get() >= 0, path_, ": no readable dataset ", name,
+          " where the checkpoint's index puts it (the file is truncated or corrupt)");
   const Id space(H5Dget_space(dset.get()), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));

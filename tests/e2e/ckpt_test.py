@@ -609,12 +609,17 @@ def case_convert(args, tmp):
     print("training from import-hf's checkpoint == training from the model directory")
 
 
-def flip_byte_in(checkpoint, key):
-    """Flips one bit of tensor `key`'s first stored value in its shard file (h5py finds it)."""
+def first_piece(checkpoint, key):
+    """The index's first piece of tensor `key`: {"file": shard file, "dataset": its dataset there, ...}."""
     with h5py.File(os.path.join(checkpoint, "index.h5"), "r") as f:
         catalog = json.loads(f.attrs["catalog"])
-    group, name = key.split("/", 1)
-    piece = catalog[group][name]["pieces"][0]
+    group, name = key.rsplit("/", 1)  # groups may hold a slash (optimizer/exp_avg), names do not
+    return catalog[group][name]["pieces"][0]
+
+
+def flip_byte_in(checkpoint, key):
+    """Flips one bit of tensor `key`'s first stored value in its shard file (h5py finds it)."""
+    piece = first_piece(checkpoint, key)
     path = os.path.join(checkpoint, piece["file"])
     with h5py.File(path, "r") as f:
         offset = f[piece["dataset"]].id.get_offset()
@@ -691,6 +696,14 @@ def case_faults(args, tmp):
     assert r.returncode != 0 and "%s: checksum mismatch in tensor %s" % (file, key) in r.stderr, r.stderr
     load_fails("flipped-byte", flipped, r"%s: checksum mismatch in tensor %s" % (file.replace(".", r"\."), key))
     assert before == {f: open(os.path.join(flipped, f), "rb").read() for f in os.listdir(flipped)}
+    # A shard file that is valid HDF5 but lacks a dataset the index places there (its object header
+    # lost): one error naming the file and the dataset.
+    unlinked = broken("unlinked")
+    piece = first_piece(unlinked, "optimizer/exp_avg/model.norm.weight")
+    with h5py.File(os.path.join(unlinked, piece["file"]), "r+") as f:
+        del f[piece["dataset"]]
+    load_fails("unlinked-dataset", unlinked, r"%s: no readable dataset %s where the checkpoint's index puts it \(the "
+               r"file is truncated or corrupt\)" % (piece["file"].replace(".", r"\."), piece["dataset"]))
     newer = broken("newer")
     with h5py.File(os.path.join(newer, "index.h5"), "r+") as f:
         f.attrs["spin_checkpoint_version"] = np.bytes_(b"99")
