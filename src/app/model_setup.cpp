@@ -468,6 +468,14 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
   }
 }
 
+void require_creatable_dir(const std::string& dir, const std::string& option, bool keep) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const bool created = fs::create_directories(dir, error);
+  require(!error, option, " ", dir, ": cannot create the directory (", error.message(), ")");
+  if (created && !keep) fs::remove(dir, error);
+}
+
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
                             const std::string& pp_layers, int ep, int chunks, std::int64_t seq) {
   require(chunks >= 1, "--vpp ", chunks, ": a pipeline stage holds at least one model chunk");

@@ -137,6 +137,10 @@ std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::Mo
 std::vector<std::string> tokenizer_files(const std::string& dir);
 // Copies the tokenizer files of `from` (if any) into the model directory `to`.
 void copy_tokenizer_files(const std::string& from, const std::string& to);
+// Creates directory `dir` (with its parents) now, so that a run that cannot write there (a missing or
+// read-only mount, no permission) fails before it trains, with one error naming `option` and the
+// reason. `keep`: leave it (a save directory); else it was a probe, removed again if it was new.
+void require_creatable_dir(const std::string& dir, const std::string& option, bool keep);
 
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);

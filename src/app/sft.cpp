@@ -328,6 +328,9 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
       require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
               parent.string(), " does not exist");
+      // Written as <output>.tmp, renamed at the end: that it can be is known before training.
+      require_creatable_dir(o.output + ".tmp", "--output", false);
+      if (!o.save_dir.empty()) require_creatable_dir(o.save_dir, "--save-dir", true);
     }
   });
 

@@ -225,7 +225,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
     loaded = checkpoint_to_load(c);
     if (root) {
-      fs::create_directories(c.save_dir);
+      require_creatable_dir(c.save_dir, "checkpoint.save_dir", true);
       std::ofstream(fs::path(c.save_dir) / "config.ini") << c.to_ini();
     }
   });

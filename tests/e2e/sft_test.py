@@ -268,6 +268,12 @@ def case_bad_input(args, tmp):
     e("zero-save-max-shard-size", cmd("--save-max-shard-size", "0"), r"spin sft: --save-max-shard-size must be positive")
     e("negative-timeout", cmd("--distributed-timeout-minutes", "-1"),
       r"--distributed-timeout-minutes must be >= 0 \(0: no timeout\), got -1")
+    # A save directory that cannot be created (under a file here; a read-only mount alike): refused
+    # before training, not at the first save.
+    afile = os.path.join(tmp, "afile")
+    open(afile, "w").close()
+    e("uncreatable-save-dir", cmd("--save-dir", os.path.join(afile, "save")),
+      r"--save-dir \S*afile/save: cannot create the directory \(Not a directory\)")
     # FP8 of a model whose files hold a layer's experts as one 3-D tensor: refused before any work.
     e("fp8-granitemoe", sft_command(args, os.path.join(args.models, "tiny-granitemoe"), data, out, "--save-dtype", "fp8"),
       r"spin sft: --save-dtype fp8: the model's files hold \"model\.layers\.0\.block_sparse_moe\.[a-z_]+\.weight\" as "

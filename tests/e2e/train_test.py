@@ -288,6 +288,10 @@ def case_config(args, tmp):
     e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
     e("bad-device", ["--parallel.device", "tpu"], r"parallel\.device must be cpu or cuda, got 'tpu'")
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
+    afile = os.path.join(tmp, "afile")
+    open(afile, "w").close()
+    e("uncreatable-save-dir", ["--checkpoint.save_dir", os.path.join(afile, "out")],
+      r"checkpoint\.save_dir \S*afile/out: cannot create the directory \(Not a directory\)")
     e("bad-frozen-dtype", ["--model.frozen_dtype", "fp16"], r"spin train: model\.frozen_dtype must be auto, bf16 or fp32, got 'fp16'")
     e("bad-attention-backend", ["--model.attention_backend", "flash"],
       r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
