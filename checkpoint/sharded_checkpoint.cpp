@@ -85,25 +85,56 @@ std::string checkpoint_dir(const std::string& save_dir, std::int64_t step) {
   return (fs::path(save_dir) / name).string();
 }
 
+namespace {
+bool is_save_dir(const fs::path& path) { return fs::exists(path / kLatest); }
+// The checkpoint name `latest` in `save_dir` holds ("" when there is none).
+std::string latest_name(const fs::path& save_dir) {
+  std::ifstream in(save_dir / kLatest);
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+// The directory holding checkpoint `path` (a trailing separator allowed).
+fs::path save_dir_of(const std::string& path) {
+  fs::path p = fs::absolute(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "a/step_00000004/" -> "a/step_00000004"
+  return p.parent_path();
+}
+}  // namespace
+
 std::string latest_checkpoint(const std::string& save_dir) {
   const fs::path latest = fs::path(save_dir) / kLatest;
   if (!fs::exists(latest)) return "";
-  std::ifstream in(latest);
-  std::string name;
-  std::getline(in, name);
+  const std::string name = latest_name(save_dir);
   require(!name.empty() && fs::exists(fs::path(save_dir) / name / kIndex), latest.string(),
           ": points to \"", name, "\", which is not a complete checkpoint");
   return (fs::path(save_dir) / name).string();
 }
 
 std::string earlier_run_in(const std::string& save_dir, const std::string& start) {
-  const fs::path latest = fs::path(save_dir) / kLatest;
-  if (!fs::exists(latest)) return "";
-  if (!start.empty() && fs::equivalent(fs::canonical(start).parent_path(), save_dir)) return "";
-  std::ifstream in(latest);
-  std::string name;
-  std::getline(in, name);
-  return (fs::path(save_dir) / name).string();
+  if (!is_save_dir(save_dir)) return "";
+  if (!start.empty() && fs::equivalent(save_dir_of(start), save_dir)) return "";
+  return (fs::path(save_dir) / latest_name(save_dir)).string();
+}
+
+bool is_run_state(const std::string& path) {
+  const fs::path p(path);
+  return is_save_dir(p) || (fs::exists(p / kIndex) && is_save_dir(save_dir_of(path)));
+}
+
+std::string what_is_at(const std::string& path) {
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  if (!fs::exists(status)) return "";
+  if (!fs::is_directory(status)) return "a file";
+  if (is_save_dir(path)) return cat("a save directory (latest: ", latest_name(path), ")");
+  if (fs::exists(fs::path(path) / kIndex)) {
+    const fs::path dir = save_dir_of(path);
+    return is_save_dir(dir) ? cat("a checkpoint of save directory ", dir.string()) : "a spin checkpoint";
+  }
+  if (fs::exists(fs::path(path) / "config.json")) return "a Hugging Face model directory";
+  const auto entries = std::distance(fs::directory_iterator(path, error), fs::directory_iterator());
+  return entries == 0 ? "" : cat("a directory of ", entries, entries == 1 ? " entry" : " entries");
 }
 
 std::string checkpoint_of(const std::string& path) {

@@ -58,6 +58,7 @@ struct CkptOptions {
   std::string action, path, out, which = "policy", dtype = "f32", pp_layers, multimodal_from, adapter;
   std::string fp8_block = "128";
   int tp = 1, pp = 1;
+  bool overwrite = false;
   std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
   double distributed_timeout_minutes = 10.0;
 };
@@ -99,6 +100,8 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
        (std::string("verify, reshard, export-hf, import-hf on several ranks: ") + kTimeoutHelp +
         " (inspect and merge, which rank 0 does alone while the others wait, never time out)")
            .c_str())
+      ("overwrite", po::bool_switch(&o.overwrite),
+       "reshard, merge, export-hf, import-hf: replace an existing output (a save directory never)")
       ("multimodal-from", po::value(&o.multimodal_from)->default_value(""),
        "export-hf: the multimodal Hugging Face directory (Gemma 3, Mistral Small 3.1, LLaVA, Pixtral, Qwen2-VL, Qwen2.5-VL) whose language model the checkpoint holds: "
        "write that multimodal model back, its other tensors and config.json taken from there");
@@ -111,6 +114,7 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   const bool needs_out = o.action != "inspect" && o.action != "verify";
   require(!needs_out || !o.out.empty(), "spin ckpt ", o.action, ": the output path is missing");
   require(needs_out || o.out.empty(), "spin ckpt ", o.action, ": unexpected argument \"", o.out, "\"");
+  if (needs_out) require_replaceable_output(o.out, o.overwrite, "spin ckpt " + o.action);
   require(o.tp >= 1 && o.pp >= 1, "spin ckpt: --tp and --pp must be at least 1");
   require(o.which == "policy" || o.which == "reference" || o.which == "base" || o.which == "lora",
           "spin ckpt: --which \"", o.which, "\" is not policy, reference, base or lora");

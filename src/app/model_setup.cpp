@@ -476,6 +476,15 @@ void require_creatable_dir(const std::string& dir, const std::string& option, bo
   if (created && !keep) fs::remove(dir, error);
 }
 
+void require_replaceable_output(const std::string& out, bool overwrite, const std::string& program) {
+  const std::string held = ckpt::what_is_at(out);
+  if (held.empty()) return;
+  require(!ckpt::is_run_state(out), program, ": ", out, " is ", held,
+          ", which an output never replaces: choose another path");
+  require(overwrite, program, ": ", out, " exists (", held,
+          "), which the output would replace: pass --overwrite to replace it, or choose another path");
+}
+
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
                             const std::string& pp_layers, int ep, int chunks, std::int64_t seq) {
   require(chunks >= 1, "--vpp ", chunks, ": a pipeline stage holds at least one model chunk");

@@ -141,6 +141,10 @@ void copy_tokenizer_files(const std::string& from, const std::string& to);
 // read-only mount, no permission) fails before it trains, with one error naming `option` and the
 // reason. `keep`: leave it (a save directory); else it was a probe, removed again if it was new.
 void require_creatable_dir(const std::string& dir, const std::string& option, bool keep);
+// Refuses, before any work, an output path `out` that holds something the output would replace (an
+// output is written beside it and renamed over it, whole): unless `overwrite` (the program's
+// --overwrite); a save directory never (its run's checkpoints). `program` leads the message.
+void require_replaceable_output(const std::string& out, bool overwrite, const std::string& program);
 
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);

@@ -65,6 +65,7 @@ struct SftOptions {
   bool no_decay_embeddings = false;
   double clip_grad = 1.0;
   bool distributed_optimizer = false;
+  bool overwrite = false;
   bool overlap_grad_reduce = false;
   bool no_overlap_p2p_comm = false;
   bool recompute_activations = false;
@@ -118,6 +119,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("skip-bad-lines", po::bool_switch(&o.skip_bad_lines), "count and skip malformed records (JSONL lines, Parquet rows)")
       ("output", po::value(&o.output)->required(),
        "directory for the trained weights (config.json + model.safetensors)")
+      ("overwrite", po::bool_switch(&o.overwrite), "replace an existing --output")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
@@ -329,6 +331,13 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
               parent.string(), " does not exist");
       // Written as <output>.tmp, renamed at the end: that it can be is known before training.
+      require_replaceable_output(o.output, o.overwrite, "spin sft: --output");
+      if (!o.save_dir.empty()) {  // the output, renamed into place at the end, would take the checkpoints with it
+        const auto normal = [](const std::string& p) { return std::filesystem::absolute(p).lexically_normal() / ""; };
+        const std::string out = normal(o.output).string(), save = normal(o.save_dir).string();
+        require(!save.starts_with(out), "spin sft: --save-dir ", o.save_dir, " is --output ", o.output,
+                " or inside it, which the output replaces at the end: give them separate paths");
+      }
       require_creatable_dir(o.output + ".tmp", "--output", false);
       if (!o.save_dir.empty()) require_creatable_dir(o.save_dir, "--save-dir", true);
     }

@@ -32,7 +32,7 @@ import shutil
 import sys
 
 from e2e_common import (ROOT, expect_error, multimodal_checkpoint, read_hf_dir, read_safetensors, run, run_case,
-                        run_ok, safetensors_tensors, write_safetensors)
+                        run_ok, safetensors_tensors, tree_state, write_safetensors)
 from train_test import setup
 
 try:
@@ -322,7 +322,7 @@ def case_fp8(args, tmp):
     # A block-scaled FP8 checkpoint (DeepSeek-V3's published form): imported at TP 2 dequantized -- each
     # weight its codes' values times its blocks' scales, bitwise as numpy computes them --, exported without
     # its quantization_config; it scores as the dequantized model written out in float32 does, exactly.
-    fp8 = os.path.join(tmp, "tiny-deepseek-v3-fp8")
+    fp8 = os.path.join(tmp, "released-deepseek-v3-fp8")  # not the loop's tiny-deepseek-v3-fp8 below
     want = fp8_checkpoint(os.path.join(args.models, "tiny-deepseek-v3"), fp8)
     ckpt(args, 2, "import-hf", fp8, fp8 + "-ckpt", "--tp", "2")
     ckpt(args, 1, "export-hf", fp8 + "-ckpt", fp8 + "-hf")
@@ -685,6 +685,22 @@ def case_faults(args, tmp):
         r"spin ckpt export-hf: --adapter is import-hf's")
     bad("ckpt-no-adapter", ["import-hf", os.path.join(args.models, "tiny-llama"), os.path.join(tmp, "v"), "--adapter",
                             os.path.join(tmp, "nowhere")], r"nowhere/adapter_config\.json: cannot open")
+    # Outputs that would replace something: an existing output only with --overwrite, a save
+    # directory or one of its checkpoints never -- refused before any work, nothing there touched.
+    exported = os.path.join(tmp, "exported")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", whole, exported], 1)
+    bad("ckpt-existing-output", ["export-hf", whole, exported],
+        r"spin ckpt export-hf: \S*exported exists \(a Hugging Face model directory\), which the output would "
+        r"replace: pass --overwrite")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", whole, exported, "--overwrite"], 1)
+    bad("ckpt-existing-file", ["merge", whole, os.path.join(exported, "config.json")],
+        r"spin ckpt merge: \S*config\.json exists \(a file\)")
+    before = tree_state(whole)
+    bad("ckpt-save-dir-output", ["import-hf", exported, whole, "--overwrite"],
+        r"spin ckpt import-hf: \S*whole is a save directory \(latest: step_00000006\), which an output never replaces")
+    bad("ckpt-run-checkpoint-output", ["reshard", whole, step_dir(whole, 6) + "/", "--overwrite"],
+        r"spin ckpt reshard: \S*step_00000006/ is a checkpoint of save directory \S*whole, which an output never")
+    assert tree_state(whole) == before
     if h5py is None:
         print("SKIP flipped byte and format version: this interpreter (%s) has no h5py" % sys.executable)
         return

@@ -370,6 +370,19 @@ def case_resume(args, tmp):
                  r"--save-dir \S*every holds an earlier run's checkpoints \(latest: \S*every/step_00000006\), which "
                  r"this run would write over: pass --resume", 1, os.path.join(tmp, "out3"))
     assert tree_state(every) == before
+    # An existing --output (out2, written above): refused before training, replaced under --overwrite.
+    out2 = os.path.join(tmp, "out2")
+    before = tree_state(out2)
+    expect_error(args.mpiexec, "existing-output", sft_command(args, model, data, out2),
+                 r"spin sft: --output: \S*out2 exists \(a Hugging Face model directory\), which the output would "
+                 r"replace: pass --overwrite", 1, None)
+    assert tree_state(out2) == before
+    sft(args, model, data, out2, 1, "--max-steps", "3", "--overwrite")  # the flag last: pairs before it
+    assert tree_state(out2) != before
+    expect_error(args.mpiexec, "save-dir-in-output",
+                 sft_command(args, model, data, os.path.join(tmp, "o"), "--save-dir", os.path.join(tmp, "o", "s")),
+                 r"spin sft: --save-dir \S*o/s is --output \S*/o or inside it, which the output replaces at the end", 1,
+                 os.path.join(tmp, "o"))
     print("--save-interval 3: steps 3 and 6 kept; other batch size, --resume without --save-dir and a fresh run "
           "into the save directory refused")
     # --optimizer rmsprop: its state (PyTorch's square_avg) goes into the checkpoints, which an
