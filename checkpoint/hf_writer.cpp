@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -64,9 +63,7 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
     if (rank != 0) return;
     fs::remove_all(tmp);
     fs::create_directories(tmp);
-    std::ofstream config(tmp / "config.json");
-    config << config_json;
-    require(config.good(), (tmp / "config.json").string(), ": write failed");
+    write_text_file((tmp / "config.json").string(), config_json);
   });
   const std::size_t n = files.size();
   const auto file_name = [&](std::size_t k) {
@@ -92,9 +89,8 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
           if (w.fp8()) weight_map[scale_name(w.name)] = file_name(k);
         }
       }
-      std::ofstream index(tmp / "model.safetensors.index.json");
-      index << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
-      require(index.good(), (tmp / "model.safetensors.index.json").string(), ": write failed");
+      write_text_file((tmp / "model.safetensors.index.json").string(),
+                      json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) + "\n");
     }
     fs::remove_all(final_dir);
     fs::rename(tmp, final_dir);

@@ -11,6 +11,7 @@
 
 #include "checkpoint/h5.h"
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::ckpt {
 
@@ -56,11 +57,7 @@ void fault_point(const std::string& where) {
 // <save_dir>/latest <- `name`, atomically (a temporary file renamed over it).
 void point_latest(const fs::path& save_dir, const std::string& name) {
   const fs::path tmp = save_dir / "latest.tmp";
-  {
-    std::ofstream out(tmp);
-    out << name << "\n";
-    require(out.good(), tmp.string(), ": write failed");
-  }
+  write_text_file(tmp.string(), name + "\n");
   h5::fsync_path(tmp.string());
   fs::rename(tmp, save_dir / kLatest);
   h5::fsync_path(save_dir.string());

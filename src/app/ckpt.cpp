@@ -16,7 +16,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -30,6 +29,7 @@
 #include "checkpoint/shard_rectangles.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "core/watchdog.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/weights.h"
@@ -443,7 +443,7 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
                                   {"use_rslora", rslora},
                                   {"base_model_name_or_path", nullptr},
                                   {"modules_to_save", nullptr}, {"layers_to_transform", nullptr}};
-  std::ofstream(fs::path(o.out) / "adapter_config.json") << adapter.dump(2) << "\n";
+  write_text_file((fs::path(o.out) / "adapter_config.json").string(), adapter.dump(2) + "\n");
 }
 
 // Collective over `world`: its ranks share the files (ckpt::write_hf_model; a multimodal model's too), but for

@@ -13,6 +13,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
@@ -146,7 +147,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
       std::ofstream out(o.output);
       out.precision(17);
       out << "{\"examples\": " << totals[1] << ", \"exact_match\": " << em << ", \"nll\": " << mean_nll << "}\n";
-      require(out.good(), o.output, ": write failed");
+      close_checked(out, o.output);
     }
   }
   return 0;

@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -31,6 +30,7 @@
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "core/profile.h"
 #include "data/examples.h"
 #include "generate/generator.h"
@@ -226,7 +226,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     loaded = checkpoint_to_load(c);
     if (root) {
       require_creatable_dir(c.save_dir, "checkpoint.save_dir", true);
-      std::ofstream(fs::path(c.save_dir) / "config.ini") << c.to_ini();
+      write_text_file((fs::path(c.save_dir) / "config.ini").string(), c.to_ini());
     }
   });
 

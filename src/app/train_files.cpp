@@ -7,6 +7,7 @@
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "data/jsonl.h"
 
 namespace spin::app {
@@ -64,7 +65,7 @@ void write_generations(const fs::path& path, const std::vector<data::Example>& e
       }
       out << "}\n";
     }
-    require(out.good(), partial.string(), ": write failed");
+    close_checked(out, partial.string());
   }
   fs::rename(partial, path);
 }
@@ -79,8 +80,8 @@ std::string checkpoint_to_load(const TrainConfig& c) {
   }
   const std::string earlier = ckpt::earlier_run_in(c.save_dir, start);
   require(earlier.empty(), "checkpoint.save_dir ", c.save_dir, " holds an earlier run's checkpoints (latest: ", earlier,
-          "), which this run would write over: set checkpoint.resume = true to continue that run, or choose "
-          "another checkpoint.save_dir");
+          "), which this run would write over: continue that run (checkpoint.resume = true, no checkpoint.load from "
+          "elsewhere), or choose another checkpoint.save_dir");
   return start;
 }
 

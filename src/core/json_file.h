@@ -1,9 +1,12 @@
-// Files read whole: one error naming the file when it cannot be opened (or, for JSON, is not
-// valid JSON) -- config.json, the safetensors index, the tokenizer and generation configs.
+// Files read and written whole: one error naming the file when it cannot be opened (or, for JSON,
+// is not valid JSON) or written -- config.json, the safetensors index, the tokenizer and generation
+// configs, `latest`.
 #pragma once
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -11,6 +14,14 @@ namespace spin {
 
 // The file's text; `hint` follows "cannot open" in the error.
 std::string read_text_file(const std::string& path, const std::string& hint = "");
+
+// Writes `text` as the file `path` (replacing it), every byte checked: the close's too.
+void write_text_file(const std::string& path, std::string_view text);
+
+// Closes `out` (written as `path`) and fails naming it where any write failed -- the buffered bytes
+// only the close writes included: a full disk or an exceeded quota often shows there first, after
+// every `<<` looked fine.
+void close_checked(std::ofstream& out, const std::string& path);
 
 // The file parsed as `Json`: nlohmann::json, or nlohmann::ordered_json where the keys' order in the
 // file matters (a PEFT adapter's rank_pattern).

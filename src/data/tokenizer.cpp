@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -179,10 +178,9 @@ std::string ByteTokenizer::decode(std::span<const std::int32_t> ids) const {
 }
 
 void ByteTokenizer::save(const std::string& dir) const {
-  std::ofstream out(fs::path(dir) / "byte_tokenizer.json");
-  out << nlohmann::json{{"type", "byte"}, {"offset", offset_}, {"bos_id", *bos_}, {"eos_id", *eos_}}.dump(2)
-      << "\n";
-  require(out.good(), dir, "/byte_tokenizer.json: write failed");
+  write_text_file(
+      (fs::path(dir) / "byte_tokenizer.json").string(),
+      nlohmann::json{{"type", "byte"}, {"offset", offset_}, {"bos_id", *bos_}, {"eos_id", *eos_}}.dump(2) + "\n");
 }
 
 std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const std::int32_t> ids) {

@@ -377,7 +377,8 @@ def case_signal(args, tmp):
     before = tree_state(out)
     expect_error(args.mpiexec, "earlier-run-in-save-dir", cmd,
                  r"checkpoint.save_dir \S*signalled holds an earlier run's checkpoints \(latest: "
-                 r"\S*signalled/step_00000004\), which this run would write over: set checkpoint.resume = true", 2, None)
+                 r"\S*signalled/step_00000004\), which this run would write over: continue that run "
+                 r"\(checkpoint.resume = true", 2, None)
     assert tree_state(out) == before
     run_ok(args.mpiexec, cmd + ["--checkpoint.resume", "true"], 2)
     assert untimed(os.path.join(out, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
