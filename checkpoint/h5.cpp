@@ -82,6 +82,11 @@ std::uint64_t File::write_floats(const std::string& name, const Shape& shape, co
   return sum;
 }
 
+void File::close() {
+  const hid_t id = id_.release();
+  if (id >= 0) check(H5Fclose(id), path_, "write its metadata and close it (a full disk?)");
+}
+
 void File::start_writeback() {
   void* handle = nullptr;
   if (H5Fget_vfd_handle(id(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) return;  // best effort

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -32,6 +33,8 @@ class Id {
   Id(const Id&) = delete;
   Id& operator=(const Id&) = delete;
   hid_t get() const { return id_; }
+  // The id, no longer closed here.
+  hid_t release() { return std::exchange(id_, -1); }
   void reset() {
     if (id_ >= 0 && close_) close_(id_);
     id_ = -1;
@@ -48,7 +51,10 @@ class File {
   static File open_read(const std::string& path);  // read-only
   hid_t id() const { return id_.get(); }
   const std::string& path() const { return path_; }
-  void close() { id_.reset(); }
+  // Closes the file, an error naming it where that fails: HDF5 writes the metadata it caches (object
+  // headers, the groups' indexes) here, so a full disk may show only now. (The destructor closes
+  // without a check: it runs when an error is already on its way.)
+  void close();
 
   // A float32 dataset at `name` (intermediate groups created) holding `data` of `shape`,
   // with an "xxh3_64" checksum attribute of its bytes. Returns the checksum.

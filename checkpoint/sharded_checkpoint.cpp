@@ -234,6 +234,7 @@ void CheckpointWriter::commit(const std::map<std::string, std::string>& attribut
         f.write_string_attribute("catalog", catalog.dump());
         for (const auto& [name, value] : attributes) f.write_string_attribute(name, value);
         for (const auto& [key, srcs] : sources) f.write_virtual(key, shapes[key], srcs);
+        f.close();
       }
       h5::fsync_path(index);
       h5::fsync_path(tmp_);
@@ -457,6 +458,7 @@ void merge_checkpoint(const CheckpointReader& reader, const std::string& out) {
       if (name != "catalog") f.write_string_attribute(name, value);
     }
     f.write_string_attribute("catalog", catalog.dump());
+    f.close();
   }
   h5::fsync_path(tmp);
   fs::rename(tmp, out);

@@ -1,7 +1,9 @@
 #include "checkpoint/sharded_checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -146,6 +148,46 @@ TEST_F(Checkpoint, MissingShardTruncatedFileAndNewerVersionAreClearErrors) {
   fs::create_directories(dir_ / "empty");
   EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "empty").string()); }).find("empty/index.h5: missing"),
             std::string::npos);
+}
+
+// Writes past `bytes` fail (EFBIG) while it lives, as a full disk or an exceeded quota makes them fail:
+// RLIMIT_FSIZE's soft limit, SIGXFSZ ignored so that the write returns the error.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    getrlimit(RLIMIT_FSIZE, &saved_);
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit = saved_;
+    limit.rlim_cur = bytes;
+    setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  ~FileSizeLimit() {
+    setrlimit(RLIMIT_FSIZE, &saved_);
+    std::signal(SIGXFSZ, SIG_DFL);
+  }
+
+ private:
+  rlimit saved_{};
+};
+
+// HDF5 holds a small dataset's bytes and the file's metadata in its caches until the close: a disk
+// that fills after the create shows only there -- which must be an error naming the file, not a shard
+// committed that its index cannot read.
+TEST_F(Checkpoint, AFullDiskIsAnErrorWhenTheFileCloses) {
+  const std::vector<float> values(16, 1.0f);
+  const std::string path = (dir_ / "shard.h5").string();
+  std::string error;
+  {
+    const FileSizeLimit limit(1024);
+    error = error_of([&] {
+      h5::File f = h5::File::create(path);  // the superblock: under the limit
+      f.write_floats("policy/w", {4, 4}, values.data());
+      f.write_string_attribute("catalog", std::string(2048, 'x'));
+      f.close();
+    });
+  }
+  EXPECT_NE(error.find(path + ": HDF5 could not write its metadata and close it (a full disk?)"), std::string::npos)
+      << error;
 }
 
 TEST_F(Checkpoint, VerifyFindsCorruptionGapsAndOverlaps) {

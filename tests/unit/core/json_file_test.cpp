@@ -4,22 +4,15 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 
 #include "common/scratch_dir.h"
+#include "common/test_util.h"
 
 namespace spin {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(TextFiles, WrittenAndReadBack) {
   const testing::ScratchDir dir("text_files");
