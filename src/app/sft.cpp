@@ -253,6 +253,13 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.keep_last >= 0, "spin sft: --keep-last must not be negative");
   train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");  // a known name, before any work
   require(o.alpha >= 0.0f && o.alpha < 1.0f, "spin sft: --rmsprop-alpha must be in [0, 1), got ", o.alpha);
+  // torch.optim's bounds; eps > 0 besides: a weight whose gradient stays 0 would take 0 / 0.
+  require(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f,
+          "spin sft: --adam-beta1 and --adam-beta2 must be in [0, 1), got ", o.beta1, " and ", o.beta2);
+  require(o.eps > 0.0f, "spin sft: --adam-eps must be > 0, got ", o.eps);
+  require(o.weight_decay >= 0.0f, "spin sft: --weight-decay must not be negative, got ", o.weight_decay);
+  require(o.max_prompt_tokens >= 0 && o.max_response_tokens >= 0,
+          "spin sft: --max-prompt-tokens and --max-response-tokens must not be negative (0: no limit)");
   require(!o.save_dir.empty() || (o.save_interval == 0 && !o.resume && o.exit_duration_mins == 0.0),
           "spin sft: --save-interval, --exit-duration-mins and --resume need --save-dir");
   set_time_limit(o.exit_duration_mins, "spin sft: --exit-duration-mins");

@@ -120,6 +120,20 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         hf_format(c.save_dtype, "checkpoint.save_dtype", mc, static_cast<std::uint64_t>(c.save_max_shard_size));
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
+    // torch.optim's bounds; eps > 0 besides: a weight whose gradient stays 0 would take 0 / 0.
+    require(c.adam_beta1 >= 0.0f && c.adam_beta1 < 1.0f && c.adam_beta2 >= 0.0f && c.adam_beta2 < 1.0f,
+            "optim.beta1 and optim.beta2 must be in [0, 1), got ", c.adam_beta1, " and ", c.adam_beta2);
+    require(c.adam_eps > 0.0f, "optim.eps must be > 0, got ", c.adam_eps);
+    require(c.weight_decay >= 0.0f, "optim.weight_decay must not be negative, got ", c.weight_decay);
+    require(c.clip_grad >= 0.0, "optim.clip_grad must not be negative (0: off), got ", c.clip_grad);
+    require(c.max_nonfinite_steps >= 1, "optim.max_nonfinite_steps must be at least 1, got ", c.max_nonfinite_steps);
+    require(c.save_interval >= 0 && c.keep_last >= 0 && c.validation_interval >= 0,
+            "checkpoint.save_interval, checkpoint.keep_last and spin.validation_interval must not be negative (0: "
+            "their default behaviour), got ",
+            c.save_interval, ", ", c.keep_last, " and ", c.validation_interval);
+    require(c.max_prompt_tokens >= 0 && c.max_response_tokens >= 0,
+            "data.max_prompt_tokens and data.max_response_tokens must not be negative (0: no limit), got ",
+            c.max_prompt_tokens, " and ", c.max_response_tokens);
     lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_dropout, c.lora_targets, "lora.", mc);
     if (!c.model_adapter.empty()) lora_from_peft_config(c.model_adapter);  // refused before any work
     require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,

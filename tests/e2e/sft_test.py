@@ -268,6 +268,9 @@ def case_bad_input(args, tmp):
     e("zero-save-max-shard-size", cmd("--save-max-shard-size", "0"), r"spin sft: --save-max-shard-size must be positive")
     e("negative-timeout", cmd("--distributed-timeout-minutes", "-1"),
       r"--distributed-timeout-minutes must be >= 0 \(0: no timeout\), got -1")
+    e("adam-beta", cmd("--adam-beta2", "1"), r"spin sft: --adam-beta1 and --adam-beta2 must be in \[0, 1\), got 0\.9 and 1")
+    e("adam-eps", cmd("--adam-eps", "0"), r"spin sft: --adam-eps must be > 0, got 0")
+    e("negative-weight-decay", cmd("--weight-decay", "-0.1"), r"spin sft: --weight-decay must not be negative, got -0\.1")
     # A save directory that cannot be created (under a file here; a read-only mount alike): refused
     # before training, not at the first save.
     afile = os.path.join(tmp, "afile")

@@ -288,6 +288,14 @@ def case_config(args, tmp):
     e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
     e("bad-device", ["--parallel.device", "tpu"], r"parallel\.device must be cpu or cuda, got 'tpu'")
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
+    # Settings torch.optim would refuse (and eps 0: 0 / 0 for a weight whose gradient stays 0), negative
+    # counts that used to mean "off" by accident.
+    e("adam-beta", ["--optim.beta1", "1.5"], r"optim\.beta1 and optim\.beta2 must be in \[0, 1\), got 1\.5 and 0\.999")
+    e("adam-eps", ["--optim.eps", "0"], r"optim\.eps must be > 0, got 0")
+    e("negative-weight-decay", ["--optim.weight_decay", "-1"], r"optim\.weight_decay must not be negative, got -1")
+    e("negative-clip", ["--optim.clip_grad", "-1"], r"optim\.clip_grad must not be negative \(0: off\), got -1")
+    e("negative-keep-last", ["--checkpoint.keep_last", "-1"], r"checkpoint\.keep_last .* must not be negative")
+    e("negative-prompt-limit", ["--data.max_prompt_tokens", "-1"], r"data\.max_prompt_tokens .* must not be negative")
     afile = os.path.join(tmp, "afile")
     open(afile, "w").close()
     e("uncreatable-save-dir", ["--checkpoint.save_dir", os.path.join(afile, "out")],
