@@ -337,9 +337,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
       require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
               parent.string(), " does not exist");
-      // Written as <output>.tmp, renamed at the end: that it can be is known before training.
+      // The output is written as <output>.tmp and renamed over <output> at the end: what it would
+      // replace, and whether it can be written at all, are known before training.
       require_replaceable_output(o.output, o.overwrite, "spin sft: --output");
-      if (!o.save_dir.empty()) {  // the output, renamed into place at the end, would take the checkpoints with it
+      if (!o.save_dir.empty()) {
         const auto normal = [](const std::string& p) { return std::filesystem::absolute(p).lexically_normal() / ""; };
         const std::string out = normal(o.output).string(), save = normal(o.save_dir).string();
         require(!save.starts_with(out), "spin sft: --save-dir ", o.save_dir, " is --output ", o.output,
