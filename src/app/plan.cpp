@@ -114,6 +114,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   o.rmsprop = train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp;
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
+  require(o.prompt >= 0 && o.prompt <= o.seq, "spin plan: --prompt (", o.prompt,
+          ") must be in [0, --seq = ", o.seq, "]: a prompt is part of its sequence");
   check_frozen_dtype(o.frozen_dtype, "spin plan: --frozen-dtype");
   require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute),
           "spin plan: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");

@@ -283,6 +283,8 @@ def case_cli(args, tmp):
     e("recompute-layers-alone", ["--recompute-num-layers", "4"],
       r"--recompute-num-layers must be 0 \(every layer\) or positive, with --recompute-activations")
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
+    e("prompt-beyond-seq", ["--prompt", "200", "--seq", "100"],
+      r"spin plan: --prompt \(200\) must be in \[0, --seq = 100\]: a prompt is part of its sequence", short)
     e("vpp-one-stage", ["--vpp", "2", "--seq", "100"], r"vpp 2: model chunks a stage of a pipeline of 2 stages or more",
       short)
     e("vpp-groups", ["--pp", "2", "--vpp", "2", "--global-batch", "4", "--seq", "100"],
