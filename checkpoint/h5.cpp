@@ -14,11 +14,17 @@ namespace spin::ckpt::h5 {
 
 namespace {
 
-// HDF5 prints a stack of errors to stderr by default; spin reports its own one line.
-struct Silence {
-  Silence() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+// Set before any other HDF5 call. HDF5 prints a stack of errors to stderr by default; spin reports
+// its own one line. And no HDF5 exit handler: a file whose close failed (a full disk) stays half
+// closed, and HDF5 1.10's handler crashes closing it at exit -- a segfault after spin's error line.
+// Every file spin opens is closed by its File; what is left open at exit is a failed one.
+struct Setup {
+  Setup() {
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
 };
-const Silence kSilence;
+const Setup kSetup;
 
 Id dataspace(const Shape& shape) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
