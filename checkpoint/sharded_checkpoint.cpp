@@ -100,8 +100,8 @@ fs::path save_dir_of(const std::string& path) {
 }  // namespace
 
 std::string latest_checkpoint(const std::string& save_dir) {
+  if (!is_save_dir(save_dir)) return "";
   const fs::path latest = fs::path(save_dir) / kLatest;
-  if (!fs::exists(latest)) return "";
   const std::string name = latest_name(save_dir);
   require(!name.empty() && fs::exists(fs::path(save_dir) / name / kIndex), latest.string(),
           ": points to \"", name, "\", which is not a complete checkpoint");
@@ -114,29 +114,24 @@ std::string earlier_run_in(const std::string& save_dir, const std::string& start
   return (fs::path(save_dir) / latest_name(save_dir)).string();
 }
 
-bool is_run_state(const std::string& path) {
-  const fs::path p(path);
-  return is_save_dir(p) || (fs::exists(p / kIndex) && is_save_dir(save_dir_of(path)));
-}
-
-std::string what_is_at(const std::string& path) {
+PathContents what_is_at(const std::string& path) {
   std::error_code error;
   const fs::file_status status = fs::status(path, error);
-  if (!fs::exists(status)) return "";
-  if (!fs::is_directory(status)) return "a file";
-  if (is_save_dir(path)) return cat("a save directory (latest: ", latest_name(path), ")");
+  if (!fs::exists(status)) return {};
+  if (!fs::is_directory(status)) return {"a file"};
+  if (is_save_dir(path)) return {cat("a save directory (latest: ", latest_name(path), ")"), true};
   if (fs::exists(fs::path(path) / kIndex)) {
     const fs::path dir = save_dir_of(path);
-    return is_save_dir(dir) ? cat("a checkpoint of save directory ", dir.string()) : "a spin checkpoint";
+    if (is_save_dir(dir)) return {cat("a checkpoint of save directory ", dir.string()), true};
+    return {"a spin checkpoint"};
   }
-  if (fs::exists(fs::path(path) / "config.json")) return "a Hugging Face model directory";
+  if (fs::exists(fs::path(path) / "config.json")) return {"a Hugging Face model directory"};
   const auto entries = std::distance(fs::directory_iterator(path, error), fs::directory_iterator());
-  return entries == 0 ? "" : cat("a directory of ", entries, entries == 1 ? " entry" : " entries");
+  if (entries == 0) return {};
+  return {cat("a directory of ", entries, entries == 1 ? " entry" : " entries")};
 }
 
-std::string checkpoint_of(const std::string& path) {
-  return fs::exists(fs::path(path) / kLatest) ? latest_checkpoint(path) : path;
-}
+std::string checkpoint_of(const std::string& path) { return is_save_dir(path) ? latest_checkpoint(path) : path; }
 
 bool is_checkpoint(const std::string& path) {
   return fs::exists(fs::path(path) / kIndex) || (fs::is_regular_file(path) && fs::path(path).extension() == ".h5");

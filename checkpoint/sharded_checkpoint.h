@@ -133,12 +133,15 @@ std::string latest_checkpoint(const std::string& save_dir);
 // ones: what save_dir's `latest` names, unless `start` is one of save_dir's own checkpoints (the run
 // resumed, or rolled back to an earlier step). "" when there is none.
 std::string earlier_run_in(const std::string& save_dir, const std::string& start);
-// What an output written at `path` would replace, in words: "a save directory (latest: step_00000012)",
-// "a checkpoint of save directory D", "a spin checkpoint", "a Hugging Face model directory", "a file",
-// "a directory of 3 entries"; "" where there is nothing (no such path, or an empty directory).
-std::string what_is_at(const std::string& path);
-// Whether `path` is a run's: a save directory (one that holds a `latest`) or a checkpoint in one.
-bool is_run_state(const std::string& path);
+// What an output written at a path would replace.
+struct PathContents {
+  // In words: "a save directory (latest: step_00000012)", "a checkpoint of save directory D", "a spin
+  // checkpoint", "a Hugging Face model directory", "a file", "a directory of 3 entries"; "" where there
+  // is nothing (no such path, or an empty directory).
+  std::string what;
+  bool run_state = false;  // a run's: a save directory (one that holds a `latest`) or a checkpoint in one
+};
+PathContents what_is_at(const std::string& path);
 // The checkpoint `path` names: a save directory's `latest`, else `path` itself.
 std::string checkpoint_of(const std::string& path);
 // Whether `path` is a checkpoint: a step directory with its index, or a merged checkpoint file.

@@ -336,8 +336,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       at = shape.at(saved_step);
       optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
                            state.at("optimizer_skipped").get<std::int64_t>());
-      if (c.reuse_generations && reader.has("spin", "reuse_cache"))
+      if (c.reuse_generations && reader.has("spin", "reuse_cache")) {
         saved_cache = reader.read_all("spin", "reuse_cache");
+      }
       if (c.cache_ref_logprobs && reader.has("spin", "ref_logprobs_cache")) {
         saved_ref_sums = reader.read_all("spin", "ref_logprobs_cache");
       }
