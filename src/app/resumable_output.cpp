@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::app {
 
@@ -63,7 +64,7 @@ void write_durably(const std::string& path, const std::string& text) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   require(f != nullptr, path, ": cannot create");
   const bool ok = write_synced(f, text);
-  require(std::fclose(f) == 0 && ok, path, ": write failed");
+  if (std::fclose(f) != 0 || !ok) write_failed(path);
 }
 
 }  // namespace
@@ -105,7 +106,7 @@ ResumableOutput::~ResumableOutput() {
 }
 
 void ResumableOutput::append(const std::string& text, std::int64_t count) {
-  require(write_synced(file_, text), partial_, ": write failed");
+  if (!write_synced(file_, text)) write_failed(partial_);
   done_ += count;
 }
 
@@ -113,7 +114,7 @@ void ResumableOutput::finish() {
   require(done_ == lines_, partial_, ": ", done_, " of ", lines_, " lines written");
   const int closed = std::fclose(file_);
   file_ = nullptr;
-  require(closed == 0, partial_, ": write failed");
+  if (closed != 0) write_failed(partial_);
   std::filesystem::rename(partial_, path_);
   std::filesystem::remove(run_);
 }

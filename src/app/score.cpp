@@ -21,6 +21,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
@@ -259,7 +260,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
     cursor[r] += n + 1;
     tokens += static_cast<std::int64_t>(n + 1);
   }
-  require(std::fclose(f) == 0, tmp, ": write failed");
+  const bool written = std::ferror(f) == 0;  // a write that failed mid-way (the close reports only its own)
+  if (std::fclose(f) != 0 || !written) write_failed(tmp);
   std::filesystem::rename(tmp, o.output);
 
   const double load_s = std::chrono::duration<double>(loaded - start).count();

@@ -1,12 +1,16 @@
 #include "app/train_metrics.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <vector>
+#include <utility>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::app {
 
@@ -22,22 +26,53 @@ std::string json_number(double x) {
   return buf;
 }
 
+// The step of a whole metrics line (`{...}`); none for one a killed run left half-written.
+std::optional<std::int64_t> step_of(const std::string& line) {
+  const auto at = line.find("\"step\": ");
+  if (line.empty() || line.back() != '}' || at == std::string::npos) return std::nullopt;
+  std::int64_t step = 0;
+  const char* first = line.data() + at + 8;
+  const auto [end, ec] = std::from_chars(first, line.data() + line.size(), step);
+  if (ec != std::errc() || end == first) return std::nullopt;
+  return step;
+}
+
 }  // namespace
 
-std::FILE* open_metrics_file(const std::string& path, std::int64_t resumed_step) {
-  std::vector<std::string> kept;
-  if (resumed_step > 0) {
-    std::ifstream in(path);
+MetricsFile::MetricsFile(std::string path, std::int64_t resumed_step) : path_(std::move(path)) {
+  if (resumed_step <= 0) {
+    file_ = std::fopen(path_.c_str(), "w");
+    require(file_ != nullptr, path_, ": cannot write (", std::strerror(errno), ")");
+    return;
+  }
+  std::string kept;
+  {
+    std::ifstream in(path_);
     std::string line;
     while (std::getline(in, line)) {
-      const auto at = line.find("\"step\": ");
-      if (at != std::string::npos && std::stoll(line.substr(at + 8)) <= resumed_step) kept.push_back(line);
+      const auto step = step_of(line);
+      if (step && *step <= resumed_step) kept += line + '\n';
     }
   }
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  require(f != nullptr, path, ": cannot write");
-  for (const std::string& line : kept) std::fprintf(f, "%s\n", line.c_str());
-  return f;
+  const std::string beside = path_ + ".tmp";
+  file_ = std::fopen(beside.c_str(), "w");
+  require(file_ != nullptr, beside, ": cannot write (", std::strerror(errno), ")");
+  // The destructor does not run for a constructor that throws: the file is closed here.
+  const bool written = std::fwrite(kept.data(), 1, kept.size(), file_) == kept.size() && std::fflush(file_) == 0;
+  if (written && std::rename(beside.c_str(), path_.c_str()) == 0) return;
+  const std::string error = std::strerror(errno);
+  std::fclose(file_);  // the destructor does not run for a constructor that throws
+  std::remove(beside.c_str());
+  if (!written) write_failed(beside);
+  fail(path_, ": cannot replace it (", error, ")");
+}
+
+MetricsFile::~MetricsFile() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsFile::append(const std::string& line) {
+  if (std::fputs(line.c_str(), file_) == EOF || std::fflush(file_) != 0) write_failed(path_);
 }
 
 std::string duration_text(double seconds) {
@@ -106,9 +141,7 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
 }
 
 MetricsLog::MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step, double peak_tflops)
-    : peak_tflops_(peak_tflops) {
-  const fs::path path = fs::path(save_dir) / "metrics.jsonl";
-  jsonl_ = open_metrics_file(path.string(), resumed_step);
+    : peak_tflops_(peak_tflops), jsonl_((fs::path(save_dir) / "metrics.jsonl").string(), resumed_step) {
   if (tensorboard) {
     tensorboard_.emplace((fs::path(save_dir) / "tensorboard").string());
     tensorboard_->session_start(resumed_step + 1);
@@ -116,12 +149,9 @@ MetricsLog::MetricsLog(const std::string& save_dir, bool tensorboard, std::int64
   }
 }
 
-MetricsLog::~MetricsLog() { std::fclose(jsonl_); }
-
 void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,
             std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m) {
-  std::fputs(metrics_json(kind, iteration, epoch, step, consumed, s, m, peak_tflops_).c_str(), jsonl_);
-  std::fflush(jsonl_);
+  jsonl_.append(metrics_json(kind, iteration, epoch, step, consumed, s, m, peak_tflops_));
   if (!tensorboard_) return;
   const std::string prefix = cat(kind, "/");
   const auto put = [&](const char* name, double value) { tensorboard_->scalar(prefix + name, value, step); };
@@ -157,7 +187,7 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
 
 SftMetricsLog::SftMetricsLog(const std::string& metrics_path, const std::string& tensorboard_dir,
                              std::int64_t resumed_step) {
-  if (!metrics_path.empty()) jsonl_.reset(open_metrics_file(metrics_path, resumed_step));
+  if (!metrics_path.empty()) jsonl_.emplace(metrics_path, resumed_step);
   if (!tensorboard_dir.empty()) {
     tensorboard_.emplace(tensorboard_dir);
     tensorboard_->session_start(resumed_step + 1);
@@ -166,9 +196,7 @@ SftMetricsLog::SftMetricsLog(const std::string& metrics_path, const std::string&
 }
 
 void SftMetricsLog::write(const std::string& line) {
-  if (!jsonl_) return;
-  std::fputs(line.c_str(), jsonl_.get());
-  std::fflush(jsonl_.get());
+  if (jsonl_) jsonl_->append(line);
 }
 
 void SftMetricsLog::step(std::int64_t epoch, std::int64_t step, const train::StepMetrics& m,

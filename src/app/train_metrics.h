@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <memory>
 #include <optional>
 #include <string>
 
@@ -18,10 +17,25 @@ namespace spin::app {
 // 45s, 12m30s, 3h05m.
 std::string duration_text(double seconds);
 
-// A metrics.jsonl file (one JSON object a line, each with its "step") opened for writing: a resumed
-// run's (resumed_step > 0) keeps the lines up to that step and appends after them, redoing the later
-// ones; a fresh run's starts empty. Throws naming the file.
-std::FILE* open_metrics_file(const std::string& path, std::int64_t resumed_step);
+// A metrics.jsonl file (one JSON object a line, each with its "step") open for appending. A resumed
+// run's (resumed_step > 0) keeps the lines up to that step -- written beside the file and renamed over
+// it, so that a disk too full for them leaves the old file whole -- and appends after them, redoing the
+// later ones; a line a killed run left half-written is dropped. A fresh run's starts empty. Every line
+// is flushed and checked: a full disk or an exceeded quota is an error naming the file, stopping the
+// run with its checkpoints intact, not lines silently lost from there on.
+class MetricsFile {
+ public:
+  MetricsFile(std::string path, std::int64_t resumed_step);
+  ~MetricsFile();
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
+
+  void append(const std::string& line);  // `line` ends in '\n'
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
 
 // One metrics.jsonl line: a training step's (with `m`; its MFU when peak_tflops, a rank's peak,
 // is known) or a validation's (without: its sft_nll).
@@ -34,16 +48,13 @@ class MetricsLog {
   // A resumed run (resumed_step > 0) keeps the lines up to its step and appends after them.
   // peak_tflops: a rank's peak (logging.peak_tflops), for the MFU; 0: unknown.
   MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step, double peak_tflops);
-  ~MetricsLog();
-  MetricsLog(const MetricsLog&) = delete;
-  MetricsLog& operator=(const MetricsLog&) = delete;
 
   void record(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,
               std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m);
 
  private:
   double peak_tflops_ = 0.0;
-  std::FILE* jsonl_ = nullptr;
+  MetricsFile jsonl_;
   std::optional<train::TensorBoardWriter> tensorboard_;
 };
 
@@ -62,7 +73,7 @@ class SftMetricsLog {
 
  private:
   void write(const std::string& line);
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> jsonl_{nullptr, &std::fclose};
+  std::optional<MetricsFile> jsonl_;
   std::optional<train::TensorBoardWriter> tensorboard_;
 };
 

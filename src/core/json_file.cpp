@@ -24,7 +24,9 @@ void write_text_file(const std::string& path, std::string_view text) {
 
 void close_checked(std::ofstream& out, const std::string& path) {
   out.close();
-  require(!out.fail(), path, ": write failed (a full disk or an I/O error?)");
+  if (out.fail()) write_failed(path);
 }
+
+void write_failed(const std::string& path) { fail(path, ": write failed (a full disk or an I/O error?)"); }
 
 }  // namespace spin

@@ -23,6 +23,10 @@ void write_text_file(const std::string& path, std::string_view text);
 // every `<<` looked fine.
 void close_checked(std::ofstream& out, const std::string& path);
 
+// Throws the error of a write to `path` that failed: "<path>: write failed (a full disk or an I/O
+// error?)" -- errno says no more: a short write (the disk filled within it) leaves it unset.
+[[noreturn]] void write_failed(const std::string& path);
+
 // The file parsed as `Json`: nlohmann::json, or nlohmann::ordered_json where the keys' order in the
 // file matters (a PEFT adapter's rank_pattern).
 template <class Json = nlohmann::json>

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::train {
 
@@ -127,9 +128,11 @@ void TensorBoardWriter::write_event(const std::string& event) {
   const bool ok = std::fwrite(header, 1, 12, file_) == 12 &&
                   std::fwrite(event.data(), 1, event.size(), file_) == event.size() &&
                   std::fwrite(&data_crc, 1, 4, file_) == 4;
-  require(ok, path_, ": write failed");
+  if (!ok) write_failed(path_);
 }
 
-void TensorBoardWriter::flush() { std::fflush(file_); }
+void TensorBoardWriter::flush() {
+  if (std::fflush(file_) != 0) write_failed(path_);
+}
 
 }  // namespace spin::train

@@ -29,6 +29,8 @@ class TensorBoardWriter {
   // A SessionLog START at `step`: TensorBoard drops the events at `step` and later from earlier
   // files, so a resumed run's redone steps replace those of the run it resumes.
   void session_start(std::int64_t step);
+  // Writes what is buffered; throws naming the file where that fails (a full disk), as scalar() and
+  // session_start() do where their writes do.
   void flush();
 
  private:

@@ -1,14 +1,13 @@
 #include "checkpoint/sharded_checkpoint.h"
 
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 
 #include "checkpoint/h5.h"
+#include "common/file_size_limit.h"
 #include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "core/error.h"
@@ -18,6 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using spin::testing::error_of;
+using spin::testing::FileSizeLimit;
 
 class Checkpoint : public ::testing::Test {
  protected:
@@ -149,26 +149,6 @@ TEST_F(Checkpoint, MissingShardTruncatedFileAndNewerVersionAreClearErrors) {
   EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "empty").string()); }).find("empty/index.h5: missing"),
             std::string::npos);
 }
-
-// Writes past `bytes` fail (EFBIG) while it lives, as a full disk or an exceeded quota makes them fail:
-// RLIMIT_FSIZE's soft limit, SIGXFSZ ignored so that the write returns the error.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    getrlimit(RLIMIT_FSIZE, &saved_);
-    std::signal(SIGXFSZ, SIG_IGN);
-    rlimit limit = saved_;
-    limit.rlim_cur = bytes;
-    setrlimit(RLIMIT_FSIZE, &limit);
-  }
-  ~FileSizeLimit() {
-    setrlimit(RLIMIT_FSIZE, &saved_);
-    std::signal(SIGXFSZ, SIG_DFL);
-  }
-
- private:
-  rlimit saved_{};
-};
 
 // HDF5 holds a small dataset's bytes and the file's metadata in its caches until the close: a disk
 // that fills after the create shows only there -- which must be an error naming the file, not a shard
