@@ -12,6 +12,8 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -68,6 +70,30 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   }
   return out;
 }
+
+// The tensors' byte ranges tile the data section: each begins where the one before it (by offset) ends,
+// and the last ends the file -- the safetensors library's own rule (it refuses a file that breaks it),
+// which catches a header whose offsets were damaged into another tensor's bytes, where each range on its
+// own looks sound.
+void check_tiling(const std::string& path, const std::map<std::string, SafetensorsEntry>& entries,
+                  std::uint64_t data_size) {
+  std::vector<std::pair<const std::string*, const SafetensorsEntry*>> by_offset;
+  for (const auto& [name, e] : entries) by_offset.emplace_back(&name, &e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.second->begin, a.second->end) < std::pair(b.second->begin, b.second->end);
+  });
+  std::uint64_t at = 0;
+  for (const auto& [name, e] : by_offset) {
+    if (e->begin != at) {
+      fail(path, ": tensor \"", *name, "\": data_offsets [", e->begin, ", ", e->end, "] ",
+           e->begin < at ? "overlap" : "leave a gap after", " the tensor before it, which ends at ", at,
+           " (malformed safetensors header)");
+    }
+    at = e->end;
+  }
+  require(at == data_size, path, ": ", data_size - at,
+          " bytes after the last tensor's data (malformed safetensors header)");
+}
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
@@ -109,6 +135,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       }
       entries_[name] = parse_entry(path, name, value, data_size_);
     }
+    check_tiling(path, entries_, data_size_);
   } catch (...) {
     if (map_ != nullptr && map_ != MAP_FAILED) ::munmap(map_, size_);
     ::close(fd_);

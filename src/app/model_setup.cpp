@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <regex>
 #include <set>
@@ -375,10 +377,29 @@ void check_every_tensor_read(const std::string& model_dir, const model::ModelCon
        "): a part spin does not compute, or a config.json that does not match the weights");
 }
 
+void check_weights_hold_the_config(const std::string& model_dir, const model::ModelConfig& config) {
+  ckpt::HfReader files(model_dir);
+  double values = 0.0;
+  for (const std::string& name : files.names()) {
+    const Shape shape = files.shape_of(name);
+    values += std::accumulate(shape.begin(), shape.end(), 1.0, std::multiplies<double>());
+  }
+  const auto parameters = static_cast<double>(config.num_parameters());
+  if (parameters <= values) return;
+  fail(model_dir, "/config.json describes a model of ", parameters, " parameters (num_hidden_layers ",
+       config.num_layers, ", hidden_size ", config.hidden_size, "), but the weight files hold ", values,
+       " values: a config.json that does not match the weights");
+}
+
 ModelSource model_source(const std::string& path, const std::string& adapter_dir) {
   ModelSource source{ckpt::checkpoint_of(path), false, {}};
   if (!ckpt::is_checkpoint(source.dir)) {
     source.config = model::ModelConfig::load(path);  // a Hugging Face directory (or an error naming it)
+    const std::filesystem::path dir(path);
+    if (std::filesystem::exists(dir / "model.safetensors") ||
+        std::filesystem::exists(dir / "model.safetensors.index.json")) {
+      check_weights_hold_the_config(path, source.config);
+    }
     return source;
   }
   require(adapter_dir.empty(), "--adapter merges a PEFT LoRA adapter into a Hugging Face model, and ", path,

@@ -106,8 +106,14 @@ struct ModelSource {
   model::ModelConfig config;  // config.json's, or the checkpoint's model_config
 };
 // Throws naming `path` when it is neither; a PEFT `adapter_dir` (merged into a Hugging Face
-// model) is refused for a checkpoint. Reads no weights (spin plan and spin data need none).
+// model) is refused for a checkpoint. Reads no weights (spin plan and spin data need none), only,
+// where a Hugging Face directory has them, their headers: check_weights_hold_the_config.
 ModelSource model_source(const std::string& path, const std::string& adapter_dir);
+// Throws naming `model_dir` when its config.json describes more parameters than its safetensors files
+// hold values (a layer count or a width that does not match them) -- before anything is allocated for
+// the model: far off (a layer count of 10^12), its tensors' shapes alone would exhaust the node's
+// memory, and the kernel's OOM killer ends the job without a word.
+void check_weights_hold_the_config(const std::string& model_dir, const model::ModelConfig& config);
 // Throws naming `model_dir` and the tensors when its weights hold a tensor the model `config`
 // describes does not read -- a part spin would silently leave out (a family's parameter spin does not
 // know, or a config.json that does not match the weights) -- other than buffers older transformers

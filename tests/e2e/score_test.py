@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import sys
 
 import e2e_common
@@ -124,6 +125,20 @@ def case_bad_input(args, tmp):
         with open(p, "r+b") as f:
             f.truncate(os.path.getsize(p) - 1000)
 
+    def huge_layer_count(d):  # a typo's layer count: refused from the weights' headers, not an OOM kill
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        cfg["num_hidden_layers"] = 10 ** 12
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+
+    def overlap_offsets(d):  # one tensor's range moved into another's: each range sound on its own
+        p = os.path.join(d, "model.safetensors")
+        raw = open(p, "rb").read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + n])
+        header["model.norm.weight"]["data_offsets"] = [0, 4 * math.prod(header["model.norm.weight"]["shape"])]
+        text = json.dumps(header).encode()
+        open(p, "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+
     def write(name, text):
         p = os.path.join(tmp, name)
         open(p, "w").write(text)
@@ -138,6 +153,8 @@ def case_bad_input(args, tmp):
 
     no_key = copy_model("no-key", drop_key)
     truncated = copy_model("truncated", truncate)
+    huge = copy_model("huge", huge_layer_count)
+    overlapped = copy_model("overlapped", overlap_offsets)
     out_of_range = write("range.jsonl", '{"tokens": [1, 2]}\n{"tokens": [3, 300]}\n')
     empty = write("empty.jsonl", "")
     malformed = write("malformed.jsonl", '{"tokens": [1, 2]}\n{"tokens": [1, 2\n')
@@ -179,6 +196,12 @@ def case_bad_input(args, tmp):
                  r"--pp-layers sums to 3 layers but the model has 2")
     expect_error(args, tmp, "truncated-weights", cmd(truncated, args.input),
                  r"model\.safetensors: tensor \".*\": .*truncated")
+    expect_error(args, tmp, "layers-beyond-the-weights", cmd(huge, args.input),
+                 r"huge/config\.json describes a model of .* parameters \(num_hidden_layers 1000000000000, "
+                 r"hidden_size 64\), but the weight files hold \d+ values: a config\.json that does not match")
+    expect_error(args, tmp, "overlapping-offsets", cmd(overlapped, args.input),
+                 r"overlapped/model\.safetensors: tensor \".*\": data_offsets \[0, \d+\] overlap the tensor "
+                 r"before it, which ends at \d+ \(malformed safetensors header\)")
     expect_error(args, tmp, "token-out-of-range", cmd(model, out_of_range),
                  r"range\.jsonl:2: token id 300 is outside the vocabulary \[0, 256\)")
     expect_error(args, tmp, "empty-input", cmd(model, empty), r"empty\.jsonl: no records")

@@ -87,6 +87,19 @@ TEST_F(Safetensors, MalformedHeadersAreErrors) {
   EXPECT_NE(open_error(write_raw(wrong_span, wrong_span.size(), 4)).find("needs 8"), std::string::npos);
   const std::string negative = R"({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})";
   EXPECT_NE(open_error(write_raw(negative, negative.size(), 8)).find("shape"), std::string::npos);
+  // Ranges each sound on their own that do not tile the data: the safetensors library refuses them.
+  const std::string overlap = R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},)"
+                              R"( "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})";
+  const std::string overlapped = open_error(write_raw(overlap, overlap.size(), 8));
+  EXPECT_NE(overlapped.find("tensor \"b\": data_offsets [4, 8] overlap the tensor before it, which ends at 8"),
+            std::string::npos)
+      << overlapped;
+  const std::string gap = R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})";
+  EXPECT_NE(open_error(write_raw(gap, gap.size(), 8)).find("leave a gap after the tensor before it, which ends at 0"),
+            std::string::npos);
+  const std::string trailing = R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})";
+  EXPECT_NE(open_error(write_raw(trailing, trailing.size(), 8)).find("4 bytes after the last tensor's data"),
+            std::string::npos);
   {
     std::ofstream(path("short.safetensors")) << "abc";
   }
