@@ -97,6 +97,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           c.micro_batch_tokens > 0 ? "spin.global_batch_size / data-parallel size"
                                    : "spin.global_batch_size / (spin.micro_batch_size x data-parallel size)");
     }
+    require(std::isfinite(c.router_aux_loss_coef) && std::isfinite(c.router_z_loss_coef),
+            "model.router_aux_loss_coef and model.router_z_loss_coef must be finite, got ", c.router_aux_loss_coef,
+            " and ", c.router_z_loss_coef);
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");

@@ -55,8 +55,8 @@ WsdDecay parse_wsd_decay(const std::string& name) {
 }
 
 void LrSchedule::validate() const {
-  require(max_lr >= 0 && min_lr >= 0 && min_lr <= max_lr, "learning rates: need 0 <= min_lr (",
-          min_lr, ") <= lr (", max_lr, ")");
+  require(max_lr >= 0 && min_lr >= 0 && min_lr <= max_lr && std::isfinite(max_lr), "learning rates: need 0 <= min_lr (",
+          min_lr, ") <= lr (", max_lr, ") < infinity");
   require(warmup_steps >= 0 && decay_steps >= 0 && constant_steps >= 0,
           "schedule step counts must not be negative");
   if (decay == LrDecay::Wsd) {

@@ -38,7 +38,10 @@ void SpinConfig::validate() const {
   require(kl_penalty.size() == 1 || static_cast<std::int64_t>(kl_penalty.size()) >= iterations,
           "SPIN: kl_penalty lists ", kl_penalty.size(), " values for ", iterations,
           " iterations; give one value or one per iteration");
-  for (double l : kl_penalty) require(l > 0.0, "SPIN: kl_penalty values must be > 0, got ", l);
+  for (double l : kl_penalty) {
+    // An infinite lambda makes the first step's margin inf x 0 (the policy starts as its reference): NaN.
+    require(l > 0.0 && std::isfinite(l), "SPIN: kl_penalty values must be finite and > 0, got ", l);
+  }
   objective.validate();
   require(rollout_batch >= 1, "SPIN: rollout batch size must be at least 1");
   require(micro_batch_tokens >= 0, "SPIN: spin.micro_batch_tokens must be >= 0 (0: micro-batches of micro_batch_size "

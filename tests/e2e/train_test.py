@@ -312,6 +312,12 @@ def case_config(args, tmp):
     e("z-loss-dense", ["--model.router_z_loss_coef", "0.001"],
       r"model\.router_z_loss_coef = 0\.001: .* is not a mixture of experts")
     e("z-loss-negative", ["--model.router_z_loss_coef", "-1"], r"model\.router_z_loss_coef must be >= 0, got -1")
+    # Non-finite settings: a NaN aux-loss coefficient read as "the config.json's", an infinite learning rate or
+    # lambda (inf x the first step's zero margin: a NaN loss), all accepted before.
+    e("aux-loss-nan", ["--model.router_aux_loss_coef", "nan"],
+      r"model\.router_aux_loss_coef and model\.router_z_loss_coef must be finite, got nan and 0")
+    e("infinite-lr", ["--optim.lr", "inf"], r"learning rates: need 0 <= min_lr \(0\) <= lr \(inf\) < infinity")
+    e("infinite-lambda", ["--spin.kl_penalty", "1.0, inf"], r"kl_penalty values must be finite and > 0, got inf")
     e("bias-rate-dense", ["--model.router_bias_update_rate", "0.001"],
       r"model\.router_bias_update_rate = 0\.001: .* has no router correction bias")
     e("bias-rate-negative", ["--model.router_bias_update_rate", "-1"],
