@@ -59,7 +59,7 @@ struct CkptOptions {
   std::string fp8_block = "128";
   int tp = 1, pp = 1;
   bool overwrite = false;
-  std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
+  std::int64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;  // signed: "-1" is refused, not wrapped
   double distributed_timeout_minutes = 10.0;
 };
 
@@ -126,7 +126,7 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   } else {
     parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   }
-  require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive");
+  require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive, got ", o.max_shard_bytes);
   require(o.distributed_timeout_minutes >= 0.0, "spin ckpt: --distributed-timeout-minutes must be >= 0 (0: no "
           "timeout), got ", o.distributed_timeout_minutes);
   require(o.adapter.empty() || o.action == "import-hf", "spin ckpt ", o.action, ": --adapter is import-hf's");
@@ -469,7 +469,7 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
     require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
             o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
     const std::array<std::int64_t, 2> block = o.dtype == "fp8" ? fp8_block(o) : std::array<std::int64_t, 2>{};
-    format = hf_format(o.dtype, "spin ckpt: --dtype", *config, o.max_shard_bytes, block);
+    format = hf_format(o.dtype, "spin ckpt: --dtype", *config, static_cast<std::uint64_t>(o.max_shard_bytes), block);
     tensors = hf_tensors(*config, format);
     for (const ckpt::HfTensor& t : tensors) {
       require(reader.has(o.which, t.name), reader.dir(), ": no tensor ", o.which, "/", t.name);

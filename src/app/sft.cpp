@@ -89,7 +89,7 @@ struct SftOptions {
   std::int64_t eval_interval = 0;  // steps between validations (0: after the last step alone)
   std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
-  std::uint64_t save_max_shard_bytes = ckpt::kDefaultMaxShardBytes;
+  std::int64_t save_max_shard_bytes = ckpt::kDefaultMaxShardBytes;  // signed: "-1" is refused, not wrapped
   std::string save_dir;
   std::int64_t save_interval = 0;
   int keep_last = 2;
@@ -302,8 +302,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
     set_router_bias_update_rate(shard->config, o.router_bias_update_rate, o.lora_rank,
                                 "spin sft: --router-bias-update-rate", o.model);
-    require(o.save_max_shard_bytes > 0, "spin sft: --save-max-shard-size must be positive");
-    save_format = hf_format(o.save_dtype, "spin sft: --save-dtype", shard->config, o.save_max_shard_bytes);
+    require(o.save_max_shard_bytes > 0, "spin sft: --save-max-shard-size must be positive, got ",
+            o.save_max_shard_bytes);
+    save_format = hf_format(o.save_dtype, "spin sft: --save-dtype", shard->config,
+                            static_cast<std::uint64_t>(o.save_max_shard_bytes));
     const auto tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
             "\" is not drop or truncate");
@@ -328,6 +330,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                                                     : "--global-batch-size / (--micro-batch-size x data-parallel size)");
     total_steps = o.epochs * plan->batches_per_epoch();
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
+    require(o.decay_steps >= 0, "spin sft: --lr-decay-steps must not be negative (0: the last step), got ",
+            o.decay_steps);
     schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,
                 o.decay_steps > 0 ? o.decay_steps : total_steps, o.constant_steps, total_steps};
     schedule.wsd_decay_steps = o.wsd_decay_steps;

@@ -229,6 +229,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       const auto steps_of = [&](double ratio, std::int64_t count) {
         return ratio > 0.0 ? static_cast<std::int64_t>(std::ceil(ratio * static_cast<double>(steps))) : count;
       };
+      require(c.lr_decay_steps >= 0, "optim.decay_steps must not be negative (0: the last step), got ",
+              c.lr_decay_steps);
       train::LrSchedule s = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr,
                              steps_of(c.warmup_ratio, c.warmup_steps),
                              c.lr_decay_steps > 0 ? c.lr_decay_steps : steps, c.constant_steps, steps};

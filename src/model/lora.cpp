@@ -1,6 +1,7 @@
 #include "model/lora.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 #include <vector>
 
@@ -69,7 +70,7 @@ void LoraConfig::validate(const char* setting_prefix) const {
   require(enabled() || dropout == 0.0, setting_prefix, "dropout = ", dropout, " needs adapters (", setting_prefix,
           "rank)");
   if (!enabled()) return;
-  require(alpha > 0.0, setting_prefix, "alpha = ", alpha, ": must be positive");
+  require(alpha > 0.0 && std::isfinite(alpha), setting_prefix, "alpha = ", alpha, ": must be positive and finite");
   require(targets_text() != "", setting_prefix, "targets: no projection to adapt");
 }
 

@@ -413,6 +413,10 @@ def case_fp8(args, tmp):
                  [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "zero-run"),
                   "--parallel.tp", "2", "--checkpoint.save_max_shard_size", "0"],
                  r"checkpoint.save_max_shard_size must be positive, got 0", 2, os.path.join(tmp, "zero-run"))
+    expect_error(args.mpiexec, "ckpt negative shard size",
+                 [args.spin, "ckpt", "export-hf", step_dir(os.path.join(tmp, "run"), 6), os.path.join(tmp, "no-export"),
+                  "--max-shard-size", "-1"],
+                 r"spin ckpt: --max-shard-size must be positive, got -1", 2, os.path.join(tmp, "no-export"))
     expect_error(args.mpiexec, "ckpt negative timeout",
                  [args.spin, "ckpt", "export-hf", step_dir(os.path.join(tmp, "run"), 6), os.path.join(tmp, "no-export"),
                   "--distributed-timeout-minutes", "-1"],

@@ -266,6 +266,14 @@ def case_bad_input(args, tmp):
       r"spin sft: --micro-batch-tokens must not be negative")
     e("bad-save-dtype", cmd("--save-dtype", "fp4"), r"spin sft: --save-dtype \"fp4\" is not f32, bf16 or f16")
     e("zero-save-max-shard-size", cmd("--save-max-shard-size", "0"), r"spin sft: --save-max-shard-size must be positive")
+    # An unsigned option read "-1" as 2^64 - 1 (no limit); a negative decay step count as "the last step"; an
+    # infinite LoRA alpha gave NaN at the first step.
+    e("negative-save-max-shard-size", cmd("--save-max-shard-size", "-1"),
+      r"spin sft: --save-max-shard-size must be positive, got -1")
+    e("negative-decay-steps", cmd("--lr-decay-steps", "-5"),
+      r"spin sft: --lr-decay-steps must not be negative \(0: the last step\), got -5")
+    e("infinite-lora-alpha", cmd("--lora-rank", "2", "--lora-alpha", "inf"),
+      r"spin sft: --lora-alpha = inf: must be positive and finite")
     e("negative-timeout", cmd("--distributed-timeout-minutes", "-1"),
       r"--distributed-timeout-minutes must be >= 0 \(0: no timeout\), got -1")
     e("adam-beta", cmd("--adam-beta2", "1"), r"spin sft: --adam-beta1 and --adam-beta2 must be in \[0, 1\), got 0\.9 and 1")

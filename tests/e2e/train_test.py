@@ -318,6 +318,8 @@ def case_config(args, tmp):
       r"model\.router_aux_loss_coef and model\.router_z_loss_coef must be finite, got nan and 0")
     e("infinite-lr", ["--optim.lr", "inf"], r"learning rates: need 0 <= min_lr \(0\) <= lr \(inf\) < infinity")
     e("infinite-lambda", ["--spin.kl_penalty", "1.0, inf"], r"kl_penalty values must be finite and > 0, got inf")
+    e("negative-decay-steps", ["--optim.decay_steps", "-5"],
+      r"optim\.decay_steps must not be negative \(0: the last step\), got -5")
     e("bias-rate-dense", ["--model.router_bias_update_rate", "0.001"],
       r"model\.router_bias_update_rate = 0\.001: .* has no router correction bias")
     e("bias-rate-negative", ["--model.router_bias_update_rate", "-1"],
