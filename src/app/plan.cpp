@@ -114,6 +114,11 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   o.rmsprop = train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp;
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
+  require(o.seq >= 2, "spin plan: --seq (", o.seq, ") must be at least 2 tokens: a prompt's and a response's");
+  require(o.global_batch >= 0 && o.rollout_batch >= 0,
+          "spin plan: --global-batch and --rollout-batch must not be "
+          "negative (0: the default), got ",
+          o.global_batch, " and ", o.rollout_batch);
   require(o.prompt >= 0 && o.prompt <= o.seq, "spin plan: --prompt (", o.prompt,
           ") must be in [0, --seq = ", o.seq, "]: a prompt is part of its sequence");
   check_frozen_dtype(o.frozen_dtype, "spin plan: --frozen-dtype");
@@ -151,6 +156,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     if (!options) return;
     const PlanOptions& o = *options;
     capacity = train::parse_bytes(o.gpu_mem);
+    require(capacity > 0, "spin plan: --gpu-mem must be positive, got ", o.gpu_mem);
     request.config = load_config(o.model);
     request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep, request.vpp = o.vpp;
     request.balanced_layers = o.pp_layers == "balanced";

@@ -587,7 +587,9 @@ std::int64_t parse_bytes(const std::string& text) {
     if (unit == u || unit == u + "ib") scale = std::pow(1024.0, static_cast<double>(i + 1));
     if (unit == u + "b") scale = std::pow(1000.0, static_cast<double>(i + 1));
   }
-  require(used > 0 && scale > 0 && value >= 0, "\"", text, "\" is not a size (e.g. 80GiB, 40GB, 512MiB)");
+  // (Finite and below 2^63 bytes: "inf" reads as a double, and converting it would be undefined.)
+  require(used > 0 && scale > 0 && value >= 0 && value * scale < 9.2e18, "\"", text,
+          "\" is not a size (e.g. 80GiB, 40GB, 512MiB)");
   return static_cast<std::int64_t>(value * scale);
 }
 

@@ -277,6 +277,13 @@ def case_cli(args, tmp):
     short = [args.spin, "plan", "--model", config, "--dp", "4"]
     e("tp-heads", ["--tp", "3", "--seq", "100"], r"num_attention_heads \(32\) is not divisible by tensor-parallel size 3", short)
     e("bad-size", ["--gpu-mem", "lots"], r"\"lots\" is not a size")
+    # "inf" reads as a double (its conversion to bytes was undefined); 0, negative batches and a negative --seq
+    # were planned.
+    e("infinite-size", ["--gpu-mem", "inf"], r"\"inf\" is not a size")
+    e("zero-size", ["--gpu-mem", "0"], r"spin plan: --gpu-mem must be positive, got 0")
+    e("negative-batch", ["--rollout-batch", "-1"],
+      r"spin plan: --global-batch and --rollout-batch must not be negative \(0: the default\), got 64 and -1")
+    e("negative-seq", ["--seq", "-1"], r"spin plan: --seq \(-1\) must be at least 2 tokens", short)
     e("bad-attention-backend", ["--attention-backend", "flash"], r"unknown attention backend 'flash'")
     e("bad-frozen-dtype", ["--frozen-dtype", "fp16"], r"spin plan: --frozen-dtype must be auto, bf16 or fp32, got 'fp16'")
     e("bad-optimizer", ["--optimizer", "sgd"], r"spin plan: --optimizer \"sgd\" is not adamw or rmsprop")

@@ -403,6 +403,10 @@ TEST(MemoryPlan, SizesParseWithBinaryAndDecimalUnits) {
   EXPECT_EQ(parse_bytes("1000"), 1000);
   EXPECT_NE(testing::error_of([] { parse_bytes("80 gigs"); }).find("\"80 gigs\" is not a size"), std::string::npos);
   EXPECT_FALSE(testing::error_of([] { parse_bytes("GiB"); }).empty());
+  // Doubles that are no byte count: their conversion to an integer would be undefined.
+  for (const char* text : {"inf", "nan", "1e30GiB"}) {
+    EXPECT_NE(testing::error_of([&] { parse_bytes(text); }).find("is not a size"), std::string::npos) << text;
+  }
   EXPECT_EQ(format_bytes(80LL << 30), "80.00 GiB");
   EXPECT_EQ(format_bytes(3LL << 20), "3.0 MiB");
 }
