@@ -18,6 +18,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -107,10 +110,33 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
        "write that multimodal model back, its other tensors and config.json taken from there");
   po::positional_options_description positional;
   positional.add("action", 1).add("path", 1).add("out", 1);
-  if (!parse_options_or_help(desc, argc, argv, "spin ckpt", kUsage, print, &positional)) return std::nullopt;
+  std::set<std::string> given;
+  if (!parse_options_or_help(desc, argc, argv, "spin ckpt", kUsage, print, &positional, &given)) return std::nullopt;
   const std::vector<std::string> actions = {"inspect", "verify", "reshard", "merge", "export-hf", "import-hf"};
   require(std::find(actions.begin(), actions.end(), o.action) != actions.end(), "spin ckpt: unknown action \"",
           o.action, "\" (inspect, verify, reshard, merge, export-hf, import-hf)");
+  // An option of other actions is refused, not ignored: `import-hf --dtype bf16` would otherwise write float32
+  // while the user believes otherwise.
+  const std::vector<std::pair<const char*, std::vector<std::string>>> options_of = {
+      {"tp", {"reshard", "import-hf"}},
+      {"pp", {"reshard", "import-hf"}},
+      {"pp-layers", {"reshard", "import-hf"}},
+      {"adapter", {"import-hf"}},
+      {"which", {"export-hf"}},
+      {"dtype", {"export-hf"}},
+      {"fp8-block", {"export-hf"}},
+      {"max-shard-size", {"export-hf"}},
+      {"multimodal-from", {"export-hf"}},
+      {"overwrite", {"reshard", "merge", "export-hf", "import-hf"}},
+  };
+  for (const auto& [name, applies] : options_of) {
+    if (!given.contains(name) || std::find(applies.begin(), applies.end(), o.action) != applies.end()) continue;
+    std::string list;  // "reshard, merge and export-hf"
+    for (std::size_t i = 0; i < applies.size(); ++i) {
+      list += (i == 0 ? "" : i + 1 == applies.size() ? " and " : ", ") + applies[i];
+    }
+    fail("spin ckpt ", o.action, ": --", name, " is ", list, "'s option");
+  }
   const bool needs_out = o.action != "inspect" && o.action != "verify";
   require(!needs_out || !o.out.empty(), "spin ckpt ", o.action, ": the output path is missing");
   require(needs_out || o.out.empty(), "spin ckpt ", o.action, ": unexpected argument \"", o.out, "\"");
@@ -129,7 +155,6 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive, got ", o.max_shard_bytes);
   require(o.distributed_timeout_minutes >= 0.0, "spin ckpt: --distributed-timeout-minutes must be >= 0 (0: no "
           "timeout), got ", o.distributed_timeout_minutes);
-  require(o.adapter.empty() || o.action == "import-hf", "spin ckpt ", o.action, ": --adapter is import-hf's");
   return o;
 }
 

@@ -6,6 +6,8 @@
 #include <boost/program_options.hpp>
 #include <cstdint>
 #include <optional>
+#include <set>
+#include <string>
 #include <utility>
 
 #include "parallel/job_errors.h"
@@ -31,10 +33,12 @@ inline constexpr std::int64_t kScoringLogitsChunkRows = 4096;
 
 // Returns false when --help was given (after printing it if `print`), true when the options
 // were parsed and stored. `desc` must include a "help" option.
-// `positional`, when given, maps bare arguments to options of `desc`.
-bool parse_options_or_help(const boost::program_options::options_description& desc, int argc,
-                           char** argv, const char* command, const char* usage, bool print,
-                           const boost::program_options::positional_options_description* positional = nullptr);
+// `positional`, when given, maps bare arguments to options of `desc`; `given`, when given, receives the
+// names of the options the command line set (not those left at their defaults).
+bool parse_options_or_help(const boost::program_options::options_description& desc, int argc, char** argv,
+                           const char* command, const char* usage, bool print,
+                           const boost::program_options::positional_options_description* positional = nullptr,
+                           std::set<std::string>* given = nullptr);
 
 // Runs a command's option parser, parse(print_help) -> optional<Options>, on every rank with
 // errors agreed on (one line), and resolves the layout from the options' tp, pp and ep members.

@@ -686,7 +686,14 @@ def case_faults(args, tmp):
     bad("ckpt-not-hf", ["import-hf", whole, os.path.join(tmp, "y")], r"config\.json")
     bad("ckpt-bad-layout", ["reshard", step_dir(whole, 6), os.path.join(tmp, "z"), "--tp", "3"], r"divisible|divide")
     bad("ckpt-adapter-action", ["export-hf", step_dir(whole, 6), os.path.join(tmp, "w"), "--adapter", tmp],
-        r"spin ckpt export-hf: --adapter is import-hf's")
+        r"spin ckpt export-hf: --adapter is import-hf's option")
+    # Another action's option is refused, not ignored (import-hf wrote float32 under --dtype bf16).
+    bad("ckpt-dtype-action", ["import-hf", os.path.join(args.models, "tiny-llama"), os.path.join(tmp, "u"), "--dtype",
+                              "bf16"], r"spin ckpt import-hf: --dtype is export-hf's option")
+    bad("ckpt-tp-action", ["export-hf", step_dir(whole, 6), os.path.join(tmp, "u"), "--tp", "2"],
+        r"spin ckpt export-hf: --tp is reshard and import-hf's option")
+    bad("ckpt-overwrite-action", ["verify", step_dir(whole, 6), "--overwrite"],
+        r"spin ckpt verify: --overwrite is reshard, merge, export-hf and import-hf's option")
     bad("ckpt-no-adapter", ["import-hf", os.path.join(args.models, "tiny-llama"), os.path.join(tmp, "v"), "--adapter",
                             os.path.join(tmp, "nowhere")], r"nowhere/adapter_config\.json: cannot open")
     # Outputs that would replace something: an existing output only with --overwrite, a save
