@@ -60,6 +60,7 @@ std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value(
 // The special ids Moonshot's tiktoken wrappers reserve after the ranks (num_reserved_special_tokens;
 // Moonlight's reserves two more, past its embedding table, which no file names).
 constexpr std::int64_t kTiktokenReservedSpecials = 256;
+constexpr std::int64_t kMaxTokenIds = std::int64_t{1} << 24;  // a tokenizer's ids are below it
 
 }  // namespace
 
@@ -163,10 +164,17 @@ struct HfBpeTokenizer::Loader {
   // The vocabulary and the added tokens; every id's text and kind; each byte's token.
   static void tokens(HfBpeTokenizer& t, const json& vocab, const json& added) {
     const std::string& path = t.path_;
+    // An id is read whole and bounded: a table a slot an id follows, and a corrupt 10^12 read as 32 bits named
+    // another number (the largest vocabularies spin reads, Gemma 3's and o200k's, hold ~262k and ~200k).
+    const auto id_of = [&](const json& value, const std::string& token) {
+      const auto id = value.get<std::int64_t>();
+      require(id >= 0 && id < kMaxTokenIds, path, ": token \"", token, "\" has the id ", id, ", outside [0, ",
+              kMaxTokenIds, ")");
+      return static_cast<std::int32_t>(id);
+    };
     std::int32_t largest = -1;
     for (const auto& [token, value] : vocab.items()) {
-      const auto id = value.get<std::int32_t>();
-      require(id >= 0, path, ": token \"", token, "\" has the negative id ", id);
+      const std::int32_t id = id_of(value, token);
       t.vocab_[token] = id;
       largest = std::max(largest, id);
     }
@@ -179,9 +187,11 @@ struct HfBpeTokenizer::Loader {
       const bool normalized = t.nfc_ && a.value("normalized", false);
       require(!normalized || unicode::nfc(content) == content, path, ": added token ", content,
               " is normalized and NFC changes it, which spin does not support");
-      t.added_.push_back({content, a.at("id").get<std::int32_t>(), a.value("special", false),
-                          {a.value("lstrip", false), a.value("rstrip", false)}, normalized});
-      require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
+      t.added_.push_back({content,
+                          id_of(a.at("id"), content),
+                          a.value("special", false),
+                          {a.value("lstrip", false), a.value("rstrip", false)},
+                          normalized});
       largest = std::max(largest, t.added_.back().id);
     }
     index(t, largest);

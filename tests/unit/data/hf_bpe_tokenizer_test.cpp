@@ -274,6 +274,11 @@ TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
   refused([](nlohmann::json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "pre-tokenizer Metaspace");
   refused([](nlohmann::json& j) { j["added_tokens"][0]["single_word"] = true; }, "sets single_word");
   refused([](nlohmann::json& j) { j["model"]["merges"][0] = "nosuchtoken x"; }, "outside the vocabulary");
+  // Ids read whole and bounded: 10^12 read as 32 bits was reported as "the negative id -727379968", and a large
+  // valid id sized tables a slot an id.
+  refused([](nlohmann::json& j) { j["model"]["vocab"]["!"] = 1'000'000'000'000LL; },
+          "token \"!\" has the id 1000000000000, outside [0, 16777216)");
+  refused([](nlohmann::json& j) { j["added_tokens"][0]["id"] = -1; }, "has the id -1, outside [0, 16777216)");
 }
 
 // Mistral's Tekken (tests/data/tekken, make_tekken_fixture.py: Mistral NeMo's tekken_240718.json
