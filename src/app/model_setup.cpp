@@ -434,6 +434,10 @@ std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
   auto tokenizer = data::Tokenizer::load_if_present(model_dir);
   if (!tokenizer) return nullptr;
   std::optional<std::int32_t> bos, eos;
+  // (Checked here, where text is tokenized: data already in token ids never meets the BOS, and was blamed for
+  // an id outside the vocabulary where config.json's was.)
+  require(!config.bos_token_id || *config.bos_token_id < config.vocab_size, model_dir, "/config.json: bos_token_id ",
+          config.bos_token_id.value_or(0), " is outside the vocabulary (", config.vocab_size, ")");
   if (config.bos_token_id) bos = static_cast<std::int32_t>(*config.bos_token_id);
   if (!config.eos_token_ids.empty()) eos = static_cast<std::int32_t>(config.eos_token_ids.front());
   tokenizer->set_special_ids(bos, eos);

@@ -247,6 +247,15 @@ def case_text(args, tmp):
         f.write(json.dumps({"prompt": "hi", "response": "there"}) + "\n" + json.dumps({"prompt": "no response"}) + "\n")
     expect_error(args, tmp, "text-without-response",
                  lambda out: ["score", "--model", model, "--input", bad, "--output", out], r"bad\.jsonl:2: ")
+    # config.json's BOS outside the vocabulary: named there, where the text's first record was blamed.
+    bad_bos = os.path.join(tmp, "bad-bos")
+    shutil.copytree(model, bad_bos)
+    cfg = json.load(open(os.path.join(bad_bos, "config.json")))
+    cfg["bos_token_id"] = 100000
+    json.dump(cfg, open(os.path.join(bad_bos, "config.json"), "w"))
+    expect_error(args, tmp, "bos-beyond-the-vocabulary",
+                 lambda out: ["score", "--model", bad_bos, "--input", text, "--output", out, "--template", "llama3"],
+                 r"bad-bos/config\.json: bos_token_id 100000 is outside the vocabulary \(1200\)")
 
 
 def main():
