@@ -83,7 +83,12 @@ std::string checkpoint_dir(const std::string& save_dir, std::int64_t step) {
 }
 
 namespace {
-bool is_save_dir(const fs::path& path) { return fs::exists(path / kLatest); }
+// (The error_code overloads: a path that cannot be examined -- a symbolic-link loop, no permission -- is
+// neither, and its read names it then, instead of a bare filesystem_error.)
+bool is_save_dir(const fs::path& path) {
+  std::error_code ec;
+  return fs::exists(path / kLatest, ec);
+}
 // The checkpoint name `latest` in `save_dir` holds ("" when there is none).
 std::string latest_name(const fs::path& save_dir) {
   std::ifstream in(save_dir / kLatest);
@@ -134,7 +139,9 @@ PathContents what_is_at(const std::string& path) {
 std::string checkpoint_of(const std::string& path) { return is_save_dir(path) ? latest_checkpoint(path) : path; }
 
 bool is_checkpoint(const std::string& path) {
-  return fs::exists(fs::path(path) / kIndex) || (fs::is_regular_file(path) && fs::path(path).extension() == ".h5");
+  std::error_code ec;
+  return fs::exists(fs::path(path) / kIndex, ec) ||
+         (fs::is_regular_file(path, ec) && fs::path(path).extension() == ".h5");
 }
 
 CheckpointWriter::CheckpointWriter(parallel::Communicator& world, std::string dir)

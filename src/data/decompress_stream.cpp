@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <streambuf>
 #include <string_view>
@@ -95,6 +96,8 @@ class DecompressedFileStream : public std::istream {
 }  // namespace
 
 std::unique_ptr<std::istream> open_data_file(const std::string& path) {
+  std::error_code ec;
+  require(!std::filesystem::is_directory(path, ec), path, ": a directory, not a data file");  // (opens, then fails)
   auto in = std::make_unique<std::ifstream>(path, std::ios::binary);
   require(in->good(), path, ": cannot open");
   unsigned char magic[4] = {};

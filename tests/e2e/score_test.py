@@ -212,6 +212,15 @@ def case_bad_input(args, tmp):
                  r"nowhere/config\.json: cannot open")
     expect_error(args, tmp, "missing-input", cmd(model, os.path.join(tmp, "nowhere.jsonl")),
                  r"nowhere\.jsonl: cannot open")
+    # A directory opens as a stream and fails at the first read ("read error" before); a symbolic-link loop
+    # was a bare filesystem_error.
+    os.mkdir(os.path.join(tmp, "adir"))
+    expect_error(args, tmp, "directory-input", cmd(model, os.path.join(tmp, "adir")),
+                 r"adir: a directory, not a data file")
+    os.symlink("loop-b", os.path.join(tmp, "loop-a"))
+    os.symlink("loop-a", os.path.join(tmp, "loop-b"))
+    expect_error(args, tmp, "symlink-loop-model", cmd(os.path.join(tmp, "loop-a"), args.input),
+                 r"loop-a/config\.json: cannot open")
     expect_error(args, tmp, "negative-batch-tokens", cmd(model, args.input, "--batch-tokens", "-1"),
                  r"spin score: --batch-tokens must not be negative")
     expect_error(args, tmp, "unknown-option", cmd(model, args.input, "--tpp", "2"),
