@@ -123,7 +123,9 @@ PathContents what_is_at(const std::string& path) {
   std::error_code error;
   const fs::file_status status = fs::status(path, error);
   if (!fs::exists(status)) return {};
-  if (!fs::is_directory(status)) return {"a file"};
+  if (!fs::is_directory(status)) {
+    return fs::is_regular_file(status) ? PathContents{"a file"} : PathContents{"a device, FIFO or socket", true};
+  }
   if (is_save_dir(path)) return {cat("a save directory (latest: ", latest_name(path), ")"), true};
   if (fs::exists(fs::path(path) / kIndex)) {
     const fs::path dir = save_dir_of(path);

@@ -136,10 +136,12 @@ std::string earlier_run_in(const std::string& save_dir, const std::string& start
 // What an output written at a path would replace.
 struct PathContents {
   // In words: "a save directory (latest: step_00000012)", "a checkpoint of save directory D", "a spin
-  // checkpoint", "a Hugging Face model directory", "a file", "a directory of 3 entries"; "" where there
-  // is nothing (no such path, or an empty directory).
+  // checkpoint", "a Hugging Face model directory", "a file", "a directory of 3 entries", "a device, FIFO or
+  // socket"; "" where there is nothing (no such path, or an empty directory).
   std::string what;
-  bool run_state = false;  // a run's: a save directory (one that holds a `latest`) or a checkpoint in one
+  // Never replaced, --overwrite or not: a run's state (a save directory -- one that holds a `latest` -- or a
+  // checkpoint in one), or a file that is not a regular one (/dev/null replaced by a directory, as root).
+  bool never_replaced = false;
 };
 PathContents what_is_at(const std::string& path);
 // The checkpoint `path` names: a save directory's `latest`, else `path` itself.

@@ -11,6 +11,7 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/resumable_output.h"
 #include "app/runtime.h"
 #include "core/error.h"
 #include "core/json_file.h"
@@ -105,6 +106,8 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
     greedy.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), tmpl);
     greedy.validate(mc.vocab_size);
+    // (Written in place at the end -- no file beside it -- so a device or a pipe is fine; a directory is not.)
+    if (!o.output.empty() && world.rank() == 0) output_target(o.output, "spin eval: --output");
     for (const auto& e : data.examples) {
       if (static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens > mc.max_sequence_length()) {
         fail(data.location(e), ": the prompt leaves no room for ", greedy.max_new_tokens, " new tokens");

@@ -328,11 +328,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
                 " is outside the vocabulary [0, ", shard->config.vocab_size, ")");
       }
     }
-    if (root) {
-      const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
-      require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
-              parent.string(), " does not exist");
-    }
+    if (root) output_target(o.output, "spin generate: --output");  // a directory or no parent: refused now
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->chunks, 1, runtime.device(),
                               runtime.inference_storage());
@@ -354,7 +350,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t done = 0;
   parallel::run_collectively(world, [&] {
     if (!root) return;
-    out.emplace(o.output, fingerprint(o, source->dir, prompts, truths), total);
+    out.emplace(output_target(o.output, "spin generate: --output"), fingerprint(o, source->dir, prompts, truths),
+                total);
     done = out->lines_done();
   });
   world.broadcast(&done, 1, 0);

@@ -504,7 +504,7 @@ void require_creatable_dir(const std::string& dir, const std::string& option, bo
 void require_replaceable_output(const std::string& out, bool overwrite, const std::string& program) {
   const ckpt::PathContents held = ckpt::what_is_at(out);
   if (held.what.empty()) return;
-  require(!held.run_state, program, ": ", out, " is ", held.what,
+  require(!held.never_replaced, program, ": ", out, " is ", held.what,
           ", which an output never replaces: choose another path");
   require(overwrite, program, ": ", out, " exists (", held.what,
           "), which the output would replace: pass --overwrite to replace it, or choose another path");

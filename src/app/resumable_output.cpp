@@ -69,6 +69,28 @@ void write_durably(const std::string& path, const std::string& text) {
 
 }  // namespace
 
+OutputTarget output_target(const std::string& path, const std::string& option) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);  // through symbolic links
+  if (fs::exists(status)) {
+    require(!fs::is_directory(status), option, " ", path, ": a directory, where the output is a file");
+    if (!fs::is_regular_file(status)) return {path, true};
+  }
+  // Links read one by one (a link to a file not written yet included; a loop ends at 40, where the kernel's
+  // own limit is, and its open names it then).
+  fs::path target = path;
+  for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {
+    const fs::path to = fs::read_symlink(target, ec);
+    if (ec) break;
+    target = (to.is_absolute() ? to : target.parent_path() / to).lexically_normal();
+  }
+  const fs::path parent = fs::absolute(target).parent_path();
+  require(fs::is_directory(parent, ec), option, " ", path, ": the parent directory ", parent.string(),
+          " does not exist");
+  return {target.string(), false};
+}
+
 std::uint64_t fnv1a(std::string_view text, std::uint64_t hash) {
   for (const unsigned char c : text) {
     hash ^= c;
@@ -77,8 +99,14 @@ std::uint64_t fnv1a(std::string_view text, std::uint64_t hash) {
   return hash;
 }
 
-ResumableOutput::ResumableOutput(std::string path, std::uint64_t fingerprint, std::int64_t lines)
-    : path_(std::move(path)), partial_(path_ + ".partial"), run_(partial_ + ".run"), lines_(lines) {
+ResumableOutput::ResumableOutput(const OutputTarget& path, std::uint64_t fingerprint, std::int64_t lines)
+    : path_(path.path), partial_(path_ + ".partial"), run_(partial_ + ".run"), in_place_(path.in_place), lines_(lines) {
+  if (in_place_) {
+    partial_ = path_;
+    file_ = std::fopen(path_.c_str(), "wb");
+    require(file_ != nullptr, path_, ": cannot open for writing");
+    return;
+  }
   const std::string head = header(fingerprint, lines);
   // Complete lines are kept; the bytes after the last newline (a line torn by a crash) are not.
   const CompleteLines kept = complete_lines(partial_);
@@ -106,7 +134,11 @@ ResumableOutput::~ResumableOutput() {
 }
 
 void ResumableOutput::append(const std::string& text, std::int64_t count) {
-  if (!write_synced(file_, text)) write_failed(partial_);
+  // (A device or a pipe cannot be synced -- fsync(/dev/null) is EINVAL -- and nothing resumes it.)
+  const bool written = in_place_
+                           ? std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0
+                           : write_synced(file_, text);
+  if (!written) write_failed(partial_);
   done_ += count;
 }
 
@@ -115,6 +147,7 @@ void ResumableOutput::finish() {
   const int closed = std::fclose(file_);
   file_ = nullptr;
   if (closed != 0) write_failed(partial_);
+  if (in_place_) return;
   std::filesystem::rename(partial_, path_);
   std::filesystem::remove(run_);
 }

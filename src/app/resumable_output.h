@@ -12,6 +12,18 @@
 
 namespace spin::app {
 
+// Where an output file named `path` is written, checked before any work: a directory, or a path whose
+// parent directory does not exist, is an error naming `option`. A device, a FIFO or a socket (/dev/null,
+// /dev/stdout, a named pipe) is written in place (`in_place`): replacing it -- a file written beside it and
+// renamed over it, as outputs are, so that a crash never leaves half of one -- put a regular file where
+// /dev/null was, for every program after it (as root, in a container). A symbolic link is followed: its
+// target is the file replaced, the link kept.
+struct OutputTarget {
+  std::string path;       // the file to write, or to write beside and rename over
+  bool in_place = false;  // not a regular file: written directly, nothing beside it, no rename, no resume
+};
+OutputTarget output_target(const std::string& path, const std::string& option);
+
 // FNV-1a, 64 bits, over `text` continuing from `hash` (the offset basis to start): a
 // fingerprint of a run's inputs and settings, not a cryptographic hash.
 std::uint64_t fnv1a(std::string_view text, std::uint64_t hash = 14695981039346656037ull);
@@ -21,8 +33,9 @@ class ResumableOutput {
   // Opens `path`.partial for `lines` lines in all: a new file (also in place of one without a
   // complete line: no work to lose), or an existing one written under the same fingerprint.
   // Throws spin::Error naming the files for one written under another fingerprint (other
-  // inputs or settings) or without its .run file.
-  ResumableOutput(std::string path, std::uint64_t fingerprint, std::int64_t lines);
+  // inputs or settings) or without its .run file. `path` is output_target's: a device, FIFO or
+  // socket is written in place, from the first line, and never resumed.
+  ResumableOutput(const OutputTarget& path, std::uint64_t fingerprint, std::int64_t lines);
   ~ResumableOutput();
   ResumableOutput(const ResumableOutput&) = delete;
   ResumableOutput& operator=(const ResumableOutput&) = delete;
@@ -37,6 +50,7 @@ class ResumableOutput {
 
  private:
   std::string path_, partial_, run_;
+  bool in_place_ = false;
   std::int64_t lines_ = 0, done_ = 0;
   std::FILE* file_ = nullptr;
 };

@@ -6,11 +6,16 @@
 // scored in micro-batches that flow through the pipeline stages one behind the other (the
 // reference's forward-only schedule), and gathered on rank 0 -- each replica's last stage hands
 // its results to its first, whose TP rank 0 sends them on -- which writes the output in input
-// order (into a temporary file renamed at the end, so a failed run leaves no partial output).
+// order (into a temporary file renamed at the end, so a failed run leaves no partial output; a device or a
+// pipe -- /dev/null, /dev/stdout -- in place).
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -19,6 +24,7 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/resumable_output.h"
 #include "app/runtime.h"
 #include "core/error.h"
 #include "core/json_file.h"
@@ -172,6 +178,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   parallel::ProcessGrid grid(runtime.world(), layout);
   std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
+  OutputTarget output;  // world rank 0's
   std::vector<data::TokenRecord> records;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
@@ -200,11 +207,17 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
                                  config.max_sequence_length());
     if (world.rank() == 0) {
       // Fail now, not after the scoring, if the output cannot be written.
-      const std::string probe = o.output + ".tmp";
-      std::FILE* f = std::fopen(probe.c_str(), "w");
-      require(f != nullptr, o.output, ": cannot create the output file");
-      std::fclose(f);
-      std::remove(probe.c_str());
+      // (A FIFO is not opened for the probe: its reader would take the close for the end of the output.)
+      output = output_target(o.output, "spin score: --output");
+      if (output.in_place) {
+        require(::access(output.path.c_str(), W_OK) == 0, o.output, ": cannot write (", std::strerror(errno), ")");
+      } else {
+        const std::string probe = output.path + ".tmp";
+        std::FILE* f = std::fopen(probe.c_str(), "w");
+        require(f != nullptr, o.output, ": cannot create the output file");
+        std::fclose(f);
+        std::remove(probe.c_str());
+      }
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->chunks, 1, runtime.device(),
@@ -246,7 +259,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
     buf.resize(result_floats(records, data::replica_share(count, r, grid.dp_size())));
     grid.dp().recv(buf.data(), buf.size(), r);
   }
-  const std::string tmp = o.output + ".tmp";
+  // Written beside the file and renamed over it; a device or a pipe (/dev/null, /dev/stdout) in place.
+  const std::string tmp = output.in_place ? output.path : output.path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "w");
   require(f != nullptr, tmp, ": cannot create");
   std::vector<std::size_t> cursor(by_replica.size(), 0);
@@ -262,7 +276,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   }
   const bool written = std::ferror(f) == 0;  // a write that failed mid-way (the close reports only its own)
   if (std::fclose(f) != 0 || !written) write_failed(tmp);
-  std::filesystem::rename(tmp, o.output);
+  if (!output.in_place) std::filesystem::rename(tmp, output.path);
 
   const double load_s = std::chrono::duration<double>(loaded - start).count();
   const double score_s = std::chrono::duration<double>(scored - loaded).count();

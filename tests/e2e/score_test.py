@@ -9,6 +9,7 @@
                 their experts spread over TP 2 (--ep 2) as on one rank
   dtypes        BF16 weights in a sharded checkpoint score like the F32 single file
   bad-input     each bad input gives one clear error line, non-zero exit, no output, no hang
+  special-outputs  --output a named pipe written in place (never replaced), a symbolic link written through
   text          text records through the model's tokenizer.json and the llama3 template score as
                 the ids transformers' apply_chat_template gives; a text line without a response
                 is one error naming file:line
@@ -19,8 +20,10 @@ import json
 import math
 import os
 import shutil
+import stat
 import struct
 import sys
+import threading
 
 import e2e_common
 
@@ -217,6 +220,8 @@ def case_bad_input(args, tmp):
     os.mkdir(os.path.join(tmp, "adir"))
     expect_error(args, tmp, "directory-input", cmd(model, os.path.join(tmp, "adir")),
                  r"adir: a directory, not a data file")
+    expect_error(args, tmp, "directory-output", lambda out: cmd(model, args.input)(os.path.join(tmp, "adir")),
+                 r"spin score: --output \S*adir: a directory, where the output is a file")
     os.symlink("loop-b", os.path.join(tmp, "loop-a"))
     os.symlink("loop-a", os.path.join(tmp, "loop-b"))
     expect_error(args, tmp, "symlink-loop-model", cmd(os.path.join(tmp, "loop-a"), args.input),
@@ -238,6 +243,38 @@ def case_bad_input(args, tmp):
         # Where no GPU is visible, --device cuda is one agreed error, whichever build this is.
         expect_error(args, tmp, "no-gpu", cmd(model, args.input, "--device", "cuda"),
                      r"--device cuda: (no CUDA device is visible|this spin was built without CUDA)")
+
+
+def case_special_outputs(args, tmp):
+    """A named pipe is written in place, never replaced by a file renamed over it (as /dev/null was, run as
+    root); a symbolic link is written through, the link kept."""
+    model = os.path.join(args.models, "tiny-llama")
+    want = score(args, model, args.input, os.path.join(tmp, "plain.jsonl"))
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()), daemon=True)
+    reader.start()
+    e2e_common.run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input", args.input, "--output", fifo,
+                                     "--batch-size", "3"], 1)
+    reader.join(60)
+    assert got and got[0] == open(os.path.join(tmp, "plain.jsonl")).read(), "the pipe's reader got another output"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the named pipe was replaced"
+    assert not os.path.exists(fifo + ".tmp")
+    os.mkdir(os.path.join(tmp, "real"))
+    link = os.path.join(tmp, "link.jsonl")
+    os.symlink(os.path.join("real", "out.jsonl"), link)  # relative, to a file not written yet
+    score(args, model, args.input, link)
+    assert os.path.islink(link), "the link was replaced"
+    assert open(os.path.join(tmp, "real", "out.jsonl")).read() == open(os.path.join(tmp, "plain.jsonl")).read()
+    # An output directory is never written over a pipe, --overwrite or not.
+    checkpoint = os.path.join(tmp, "checkpoint")
+    e2e_common.run_ok(args.mpiexec, [args.spin, "ckpt", "import-hf", model, checkpoint], 1)
+    e2e_common.expect_error(args.mpiexec, "export-over-a-pipe",
+                            [args.spin, "ckpt", "export-hf", checkpoint, fifo, "--overwrite"],
+                            r"spin ckpt export-hf: \S*fifo is a device, FIFO or socket, which an output never replaces",
+                            1, None)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
 def case_text(args, tmp):
@@ -270,7 +307,8 @@ def case_text(args, tmp):
 def main():
     tiny_score = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "tiny_score.jsonl")
     e2e_common.run_case(__doc__, {"layouts": case_layouts, "dtypes": case_dtypes, "precision": case_precision,
-                                  "bad-input": case_bad_input, "text": case_text},
+                                  "bad-input": case_bad_input, "text": case_text,
+                                  "special-outputs": case_special_outputs},
                         "spin_e2e_", extra_args=[("--input", {"default": tiny_score})])
 
 
