@@ -7,8 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <utility>
 
+#include "app/resumable_output.h"
 #include "core/error.h"
 #include "core/json_file.h"
 
@@ -39,8 +39,11 @@ std::optional<std::int64_t> step_of(const std::string& line) {
 
 }  // namespace
 
-MetricsFile::MetricsFile(std::string path, std::int64_t resumed_step) : path_(std::move(path)) {
-  if (resumed_step <= 0) {
+MetricsFile::MetricsFile(std::string path, std::int64_t resumed_step) {
+  // (spin sft --metrics may name /dev/null or a pipe: written in place, no lines kept, nothing renamed over it.)
+  const OutputTarget target = output_target(path, "metrics");
+  path_ = target.path;
+  if (resumed_step <= 0 || target.in_place) {
     file_ = std::fopen(path_.c_str(), "w");
     require(file_ != nullptr, path_, ": cannot write (", std::strerror(errno), ")");
     return;

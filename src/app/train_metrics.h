@@ -22,7 +22,8 @@ std::string duration_text(double seconds);
 // it, so that a disk too full for them leaves the old file whole -- and appends after them, redoing the
 // later ones; a line a killed run left half-written is dropped. A fresh run's starts empty. Every line
 // is flushed and checked: a full disk or an exceeded quota is an error naming the file, stopping the
-// run with its checkpoints intact, not lines silently lost from there on.
+// run with its checkpoints intact, not lines silently lost from there on. A device or a pipe (spin sft
+// --metrics /dev/stdout) is written in place, nothing kept or renamed over it; a link, through.
 class MetricsFile {
  public:
   MetricsFile(std::string path, std::int64_t resumed_step);

@@ -1,11 +1,13 @@
 #include "app/train_metrics.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "common/file_size_limit.h"
 #include "common/scratch_dir.h"
@@ -75,6 +77,22 @@ TEST(MetricsFile, AResumeOnAFullDiskLeavesTheFileWhole) {
   EXPECT_NE(error.find(path + ".tmp: write failed"), std::string::npos) << error;
   EXPECT_EQ(contents(path), lines);
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// A pipe (or /dev/null) resumed: written in place -- the kept lines renamed over it had made it a regular file.
+TEST(MetricsFile, APipeIsWrittenInPlaceEvenOnAResume) {
+  const testing::ScratchDir dir("metrics");
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string read;
+  std::thread reader([&] { read = contents(fifo); });
+  {
+    MetricsFile file(fifo, 2);
+    file.append(kStep3);
+  }
+  reader.join();
+  EXPECT_EQ(read, kStep3);
+  EXPECT_EQ(std::filesystem::status(fifo).type(), std::filesystem::file_type::fifo);
 }
 
 TEST(MetricsLog, AFullDiskIsAnErrorNamingTheTensorBoardFile) {
