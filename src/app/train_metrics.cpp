@@ -41,7 +41,7 @@ std::optional<std::int64_t> step_of(const std::string& line) {
 
 MetricsFile::MetricsFile(std::string path, std::int64_t resumed_step) {
   // (spin sft --metrics may name /dev/null or a pipe: written in place, no lines kept, nothing renamed over it.)
-  const OutputTarget target = output_target(path, "metrics");
+  const OutputTarget target = output_target(path, "the metrics file");
   path_ = target.path;
   if (resumed_step <= 0 || target.in_place) {
     file_ = std::fopen(path_.c_str(), "w");
@@ -60,7 +60,6 @@ MetricsFile::MetricsFile(std::string path, std::int64_t resumed_step) {
   const std::string beside = path_ + ".tmp";
   file_ = std::fopen(beside.c_str(), "w");
   require(file_ != nullptr, beside, ": cannot write (", std::strerror(errno), ")");
-  // The destructor does not run for a constructor that throws: the file is closed here.
   const bool written = std::fwrite(kept.data(), 1, kept.size(), file_) == kept.size() && std::fflush(file_) == 0;
   if (written && std::rename(beside.c_str(), path_.c_str()) == 0) return;
   const std::string error = std::strerror(errno);

@@ -164,8 +164,9 @@ struct HfBpeTokenizer::Loader {
   // The vocabulary and the added tokens; every id's text and kind; each byte's token.
   static void tokens(HfBpeTokenizer& t, const json& vocab, const json& added) {
     const std::string& path = t.path_;
-    // An id is read whole and bounded: a table a slot an id follows, and a corrupt 10^12 read as 32 bits named
-    // another number (the largest vocabularies spin reads, Gemma 3's and o200k's, hold ~262k and ~200k).
+    // An id is read whole and bounded: the per-id tables take a slot for every id up to the largest, and a
+    // corrupt 10^12 read as 32 bits was named as another number (the largest vocabularies spin reads, Gemma
+    // 3's and o200k's, hold ~262k and ~200k ids).
     const auto id_of = [&](const json& value, const std::string& token) {
       const auto id = value.get<std::int64_t>();
       require(id >= 0 && id < kMaxTokenIds, path, ": token \"", token, "\" has the id ", id, ", outside [0, ",
