@@ -328,7 +328,11 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
                 " is outside the vocabulary [0, ", shard->config.vocab_size, ")");
       }
     }
-    if (root) output_target(o.output, "spin generate: --output");  // a directory or no parent: refused now
+    if (root) {  // a directory or no parent: refused now
+      const OutputTarget target = output_target(o.output, "spin generate: --output");
+      require(!o.profile || !target.in_place, "spin generate: --profile writes its traces beside --output (", o.output,
+              ".profile), and ", o.output, " is not a regular file: give --output a file");
+    }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->chunks, 1, runtime.device(),
                               runtime.inference_storage());

@@ -170,6 +170,14 @@ def case_bad_input(args, tmp):
       r"--end-string needs the model's tokenizer \(.*tiny-llama has none\)")
     e("step-tokens-below-batch", cmd(args.prompts, "--batch-size", "8", "--pp", "2", "--max-step-tokens", "3"),
       r"--max-step-tokens = 3 cannot feed the 4 sequences one model call holds \(8 in flight over 2 pipeline stages\)")
+    # The traces go beside --output: beside a pipe (or /dev/null) they would make a directory there.
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    expect_error(args.mpiexec, "profile-beside-a-pipe",
+                 [args.spin, "generate", "--model", model, "--input", args.prompts, "--output", fifo, "--profile"],
+                 r"spin generate: --profile writes its traces beside --output \(\S*fifo\.profile\), and \S*fifo is "
+                 r"not a regular file", 2, None)
+    assert not os.path.exists(fifo + ".profile")
 
 
 def case_text(args, tmp):
