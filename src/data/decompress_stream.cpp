@@ -96,8 +96,13 @@ class DecompressedFileStream : public std::istream {
 }  // namespace
 
 std::unique_ptr<std::istream> open_data_file(const std::string& path) {
+  // (A directory opens and fails at its first read; a pipe -- `<(zcat f.jsonl.gz)` -- is read up to its format's
+  // first bytes, which a second open no longer sees.)
   std::error_code ec;
-  require(!std::filesystem::is_directory(path, ec), path, ": a directory, not a data file");  // (opens, then fails)
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  require(!std::filesystem::is_directory(status), path, ": a directory, not a data file");
+  require(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status), path,
+          ": a pipe or a device, not a data file: every rank reads the data, more than once (write it to a file)");
   auto in = std::make_unique<std::ifstream>(path, std::ios::binary);
   require(in->good(), path, ": cannot open");
   unsigned char magic[4] = {};

@@ -220,6 +220,12 @@ def case_bad_input(args, tmp):
     os.mkdir(os.path.join(tmp, "adir"))
     expect_error(args, tmp, "directory-input", cmd(model, os.path.join(tmp, "adir")),
                  r"adir: a directory, not a data file")
+    # A pipe (`<(zcat data.jsonl.gz)`) was read up to its format's first bytes and then seen empty ("read error",
+    # "cannot map the file (Success)"): every rank reads the data, more than once.
+    pipe = os.path.join(tmp, "pipe")
+    os.mkfifo(pipe)
+    expect_error(args, tmp, "pipe-input", cmd(model, pipe),
+                 r"pipe: a pipe or a device, not a data file: every rank reads the data, more than once")
     expect_error(args, tmp, "directory-output", lambda out: cmd(model, args.input)(os.path.join(tmp, "adir")),
                  r"spin score: --output \S*adir: a directory, where the output is a file")
     os.symlink("loop-b", os.path.join(tmp, "loop-a"))
