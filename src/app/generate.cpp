@@ -284,6 +284,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
 
   std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
+  OutputTarget target;                                     // world rank 0's: where --output is written
   std::vector<std::vector<std::int32_t>> prompts, truths;  // truths: --spin-data's ground truths
   std::vector<std::string> where;                          // each prompt's file:line
   std::unique_ptr<data::Tokenizer> tokenizer;
@@ -329,7 +330,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
       }
     }
     if (root) {  // a directory or no parent: refused now
-      const OutputTarget target = output_target(o.output, "spin generate: --output");
+      target = output_target(o.output, "spin generate: --output");
       require(!o.profile || !target.in_place, "spin generate: --profile writes its traces beside --output (", o.output,
               ".profile), and ", o.output, " is not a regular file: give --output a file");
     }
@@ -354,8 +355,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t done = 0;
   parallel::run_collectively(world, [&] {
     if (!root) return;
-    out.emplace(output_target(o.output, "spin generate: --output"), fingerprint(o, source->dir, prompts, truths),
-                total);
+    out.emplace(target, fingerprint(o, source->dir, prompts, truths), total);
     done = out->lines_done();
   });
   world.broadcast(&done, 1, 0);

@@ -115,10 +115,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
   require(o.seq >= 2, "spin plan: --seq (", o.seq, ") must be at least 2 tokens: a prompt's and a response's");
-  require(o.global_batch >= 0 && o.rollout_batch >= 0,
-          "spin plan: --global-batch and --rollout-batch must not be "
-          "negative (0: the default), got ",
-          o.global_batch, " and ", o.rollout_batch);
+  require(o.global_batch >= 0 && o.rollout_batch >= 0, "spin plan: --global-batch and --rollout-batch must not be ",
+          "negative (0: the default), got ", o.global_batch, " and ", o.rollout_batch);
   require(o.prompt >= 0 && o.prompt <= o.seq, "spin plan: --prompt (", o.prompt,
           ") must be in [0, --seq = ", o.seq, "]: a prompt is part of its sequence");
   check_frozen_dtype(o.frozen_dtype, "spin plan: --frozen-dtype");

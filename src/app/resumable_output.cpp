@@ -100,9 +100,12 @@ std::uint64_t fnv1a(std::string_view text, std::uint64_t hash) {
 }
 
 ResumableOutput::ResumableOutput(const OutputTarget& path, std::uint64_t fingerprint, std::int64_t lines)
-    : path_(path.path), partial_(path_ + ".partial"), run_(partial_ + ".run"), in_place_(path.in_place), lines_(lines) {
+    : path_(path.path),
+      partial_(path.in_place ? path_ : path_ + ".partial"),
+      run_(partial_ + ".run"),
+      in_place_(path.in_place),
+      lines_(lines) {
   if (in_place_) {
-    partial_ = path_;
     file_ = std::fopen(path_.c_str(), "wb");
     require(file_ != nullptr, path_, ": cannot open for writing");
     return;
