@@ -37,6 +37,11 @@ HfReader::HfReader(const std::string& model_dir, HfLayout layout, const std::str
   }
 }
 
+bool HfReader::has_weights(const std::string& model_dir, const std::string& stem) {
+  const fs::path dir(model_dir);
+  return fs::exists(dir / (stem + ".safetensors.index.json")) || fs::exists(dir / (stem + ".safetensors"));
+}
+
 SafetensorsFile& HfReader::file_for(const std::string& tensor_name) {
   if (!single_file_.empty()) return open(single_file_);
   const auto it = weight_map_.find(tensor_name);

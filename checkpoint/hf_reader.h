@@ -21,6 +21,9 @@ class HfReader {
   // `layout`: where the model's tensors sit in the files (model::hf_layout: a prefix, fused
   // tensors); by default each under its own name. `stem`: the files' name before ".safetensors".
   explicit HfReader(const std::string& model_dir, HfLayout layout = {}, const std::string& stem = "model");
+  // Whether `model_dir` holds weights to read: `stem`.safetensors or its index (a directory of config.json
+  // alone, as spin plan reads, has none).
+  static bool has_weights(const std::string& model_dir, const std::string& stem = "model");
 
   // Fills every tensor's local shard (from its rows of a fused file tensor where the layout
   // fuses it); a bf16 shard (a frozen model's matrix, model::WeightStorage::FrozenBf16) with the

@@ -395,11 +395,7 @@ ModelSource model_source(const std::string& path, const std::string& adapter_dir
   ModelSource source{ckpt::checkpoint_of(path), false, {}};
   if (!ckpt::is_checkpoint(source.dir)) {
     source.config = model::ModelConfig::load(path);  // a Hugging Face directory (or an error naming it)
-    const std::filesystem::path dir(path);
-    if (std::filesystem::exists(dir / "model.safetensors") ||
-        std::filesystem::exists(dir / "model.safetensors.index.json")) {
-      check_weights_hold_the_config(path, source.config);
-    }
+    if (ckpt::HfReader::has_weights(path)) check_weights_hold_the_config(path, source.config);
     return source;
   }
   require(adapter_dir.empty(), "--adapter merges a PEFT LoRA adapter into a Hugging Face model, and ", path,
