@@ -292,7 +292,7 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
   std::optional<model::ModelConfig> read_config;
   parallel::run_collectively(world, [&] {
     read_config = model::ModelConfig::load(o.path);
-    check_weights_hold_the_config(o.path, *read_config);
+    if (world.rank() == 0) check_weights_hold_the_config(o.path, *read_config);  // one rank opens every file
     check_every_tensor_read(o.path, *read_config);
     for (int p = 0; p < o.pp; ++p) plan_model_shard(*read_config, 0, o.tp, p, o.pp, o.pp_layers);  // a layout that fits
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any output

@@ -98,7 +98,7 @@ int run_data(int argc, char** argv, parallel::Communicator& world) {
   const DataOptions& o = *parsed;
   parallel::run_collectively(world, [&] {
     if (world.rank() != 0) return;  // one process reads and prints
-    const ModelSource source = model_source(o.model, "");
+    const ModelSource source = model_source(o.model, "", true);
     const model::ModelConfig& config = source.config;
     const auto tokenizer = load_tokenizer(source.dir, config);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());

@@ -93,7 +93,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   data::LoadedExamples data;
   generate::GenerationParams greedy;
   parallel::run_collectively(world, [&] {
-    source = model_source(o.model, o.adapter);
+    source = model_source(o.model, o.adapter, world.rank() == 0);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;
     const auto tokenizer = load_tokenizer(source->dir, mc);
@@ -101,7 +101,8 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     data = data::load_examples(o.data, tokenizer.get(), tmpl, {0, 0, mc.max_sequence_length(), data::Overlong::Drop},
                                mc.vocab_size, {.columns = data::RecordColumns::parse(o.columns, "--columns")});
     std::int64_t longest = 0;
-    for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
+    for (const auto& e : data.examples)
+      longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
     greedy.sampling.greedy = true;
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
     greedy.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), tmpl);

@@ -290,7 +290,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::unique_ptr<data::Tokenizer> tokenizer;
   data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // --template, resolved: how responses read
   parallel::run_collectively(world, [&] {
-    source = model_source(o.model, o.adapter);
+    source = model_source(o.model, o.adapter, root);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
     tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.params.end_strings.empty() || tokenizer, "spin generate: --end-string needs the model's tokenizer (",

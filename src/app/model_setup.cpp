@@ -391,11 +391,11 @@ void check_weights_hold_the_config(const std::string& model_dir, const model::Mo
        " values: a config.json that does not match the weights");
 }
 
-ModelSource model_source(const std::string& path, const std::string& adapter_dir) {
+ModelSource model_source(const std::string& path, const std::string& adapter_dir, bool check_headers) {
   ModelSource source{ckpt::checkpoint_of(path), false, {}};
   if (!ckpt::is_checkpoint(source.dir)) {
     source.config = model::ModelConfig::load(path);  // a Hugging Face directory (or an error naming it)
-    if (ckpt::HfReader::has_weights(path)) check_weights_hold_the_config(path, source.config);
+    if (check_headers && ckpt::HfReader::has_weights(path)) check_weights_hold_the_config(path, source.config);
     return source;
   }
   require(adapter_dir.empty(), "--adapter merges a PEFT LoRA adapter into a Hugging Face model, and ", path,

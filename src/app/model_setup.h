@@ -107,8 +107,12 @@ struct ModelSource {
 };
 // Throws naming `path` when it is neither; a PEFT `adapter_dir` (merged into a Hugging Face
 // model) is refused for a checkpoint. Reads no weights (spin plan and spin data need none), only,
-// where a Hugging Face directory has them, their headers: check_weights_hold_the_config.
-ModelSource model_source(const std::string& path, const std::string& adapter_dir);
+// where a Hugging Face directory has them and `check_headers` is set, their headers:
+// check_weights_hold_the_config. A job sets it on one rank (world rank 0, whose error run_collectively
+// gives every rank): the check opens every file of the model, and a 405B model's ~190 files opened by
+// each of 1,000 ranks would be 190,000 opens of the parallel file system's metadata server at start-up,
+// where loading opens only a rank's own files.
+ModelSource model_source(const std::string& path, const std::string& adapter_dir, bool check_headers);
 // Throws naming `model_dir` when its config.json describes more parameters than its safetensors files
 // hold values (a layer count or a width that does not match them) -- before anything is allocated for
 // the model: far off (a layer count of 10^12), its tensors' shapes alone would exhaust the node's

@@ -130,7 +130,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
 // A Hugging Face directory's or a spin checkpoint's model (model_source), or a config.json file's.
 model::ModelConfig load_config(const std::string& path) {
   return fs::is_directory(path) || ckpt::is_checkpoint(path)
-             ? model_source(path, "").config
+             ? model_source(path, "", true).config
              : model::ModelConfig::from_file(path, " (the model's config.json)");
 }
 

@@ -181,7 +181,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   OutputTarget output;  // world rank 0's
   std::vector<data::TokenRecord> records;
   parallel::run_collectively(world, [&] {
-    source = model_source(o.model, o.adapter);
+    source = model_source(o.model, o.adapter, world.rank() == 0);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& config = shard->config;
     const data::RecordColumns columns = data::RecordColumns::parse(o.columns, "--columns");

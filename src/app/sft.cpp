@@ -294,7 +294,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
-    source = model_source(o.model, o.adapter);
+    source = model_source(o.model, o.adapter, world.rank() == 0);
     shard = plan_model_shard(source->config, grid, o.pp_layers, o.vpp,
                              balance_tokens(source->config, o.max_prompt_tokens, o.max_response_tokens));
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",

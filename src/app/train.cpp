@@ -82,7 +82,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     set_time_limit(c.exit_duration_mins, "checkpoint.exit_duration_mins");
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
-    source = model_source(c.model_path, c.model_adapter);
+    source = model_source(c.model_path, c.model_adapter, root);
     shard =
         plan_model_shard(source->config, grid, c.pp_layers, c.vpp,
                          balance_tokens(source->config, c.max_prompt_tokens, c.max_response_tokens, c.max_new_tokens));
