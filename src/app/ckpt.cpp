@@ -25,6 +25,7 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/resumable_output.h"
 #include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
@@ -140,7 +141,10 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   const bool needs_out = o.action != "inspect" && o.action != "verify";
   require(!needs_out || !o.out.empty(), "spin ckpt ", o.action, ": the output path is missing");
   require(needs_out || o.out.empty(), "spin ckpt ", o.action, ": unexpected argument \"", o.out, "\"");
-  if (needs_out) require_replaceable_output(o.out, o.overwrite, "spin ckpt " + o.action);
+  if (needs_out) {
+    o.out = through_links(o.out);  // a link to the output: its target replaced, the link kept
+    require_replaceable_output(o.out, o.overwrite, "spin ckpt " + o.action);
+  }
   require(o.tp >= 1 && o.pp >= 1, "spin ckpt: --tp and --pp must be at least 1");
   require(o.which == "policy" || o.which == "reference" || o.which == "base" || o.which == "lora",
           "spin ckpt: --which \"", o.which, "\" is not policy, reference, base or lora");

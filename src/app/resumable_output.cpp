@@ -77,18 +77,24 @@ OutputTarget output_target(const std::string& path, const std::string& option) {
     require(!fs::is_directory(status), option, " ", path, ": a directory, where the output is a file");
     if (!fs::is_regular_file(status)) return {path, true};
   }
-  // Links read one by one (a link to a file not written yet included; a loop ends at 40, where the kernel's
-  // own limit is, and its open names it then).
+  const std::string target = through_links(path);
+  const fs::path parent = fs::absolute(target).parent_path();
+  require(fs::is_directory(parent, ec), option, " ", path, ": the parent directory ", parent.string(),
+          " does not exist");
+  return {target, false};
+}
+
+std::string through_links(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // A loop ends at 40 hops, where the kernel's own limit is, and the output's open names it then.
   fs::path target = path;
   for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {
     const fs::path to = fs::read_symlink(target, ec);
     if (ec) break;
     target = (to.is_absolute() ? to : target.parent_path() / to).lexically_normal();
   }
-  const fs::path parent = fs::absolute(target).parent_path();
-  require(fs::is_directory(parent, ec), option, " ", path, ": the parent directory ", parent.string(),
-          " does not exist");
-  return {target.string(), false};
+  return target.string();
 }
 
 std::uint64_t fnv1a(std::string_view text, std::uint64_t hash) {

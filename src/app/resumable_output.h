@@ -23,6 +23,11 @@ struct OutputTarget {
   bool in_place = false;  // not a regular file: written directly, nothing beside it, no rename, no resume
 };
 OutputTarget output_target(const std::string& path, const std::string& option);
+// What `path` names once its symbolic links are read, one by one: the path itself where it is none, a link's
+// target where it is one -- a target not written yet (a dangling link) included. An output is written there:
+// a file or directory written beside a link and renamed over it would replace the link and leave its target
+// as it was (and a temporary directory beside a link to another file system could not be renamed at all).
+std::string through_links(const std::string& path);
 
 // FNV-1a, 64 bits, over `text` continuing from `hash` (the offset basis to start): a
 // fingerprint of a run's inputs and settings, not a cryptographic hash.

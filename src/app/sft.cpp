@@ -23,6 +23,7 @@
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/profile_window.h"
+#include "app/resumable_output.h"
 #include "app/runtime.h"
 #include "app/stop_signals.h"
 #include "app/train_metrics.h"
@@ -32,8 +33,8 @@
 #include "core/profile.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
-#include "model/flops.h"
 #include "data/prompt_template.h"
+#include "model/flops.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
 #include "parallel/process_grid.h"
@@ -265,6 +266,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   set_time_limit(o.exit_duration_mins, "spin sft: --exit-duration-mins");
   o.runtime.check();
   check_frozen_dtype(o.frozen_dtype, "spin sft: --frozen-dtype");
+  o.output = through_links(o.output);  // a link to the output directory: its target replaced, the link kept
   return o;
 }
 

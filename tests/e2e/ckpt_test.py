@@ -704,6 +704,18 @@ def case_faults(args, tmp):
         r"spin ckpt export-hf: \S*exported exists \(a Hugging Face model directory\), which the output would "
         r"replace: pass --overwrite")
     run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", whole, exported, "--overwrite"], 1)
+    # A symbolic link as the output is written through: its target replaced (or, dangling, created), the link
+    # kept (the directory had been renamed over the link, its target left as it was).
+    link, dangling = os.path.join(tmp, "link"), os.path.join(tmp, "dangling")
+    os.symlink("exported", link)
+    os.symlink("exported-later", dangling)
+    os.remove(os.path.join(exported, "config.json"))
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", whole, link, "--overwrite"], 2)
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", whole, dangling], 2)
+    for name in (link, dangling):
+        assert os.path.islink(name) and os.path.isfile(os.path.join(name, "config.json")), name
+    assert os.path.isdir(os.path.join(tmp, "exported-later")) and not os.path.islink(os.path.join(tmp, "exported"))
+    print("a link as the output: its target written, the link kept")
     bad("ckpt-existing-file", ["merge", whole, os.path.join(exported, "config.json")],
         r"spin ckpt merge: \S*config\.json exists \(a file\)")
     before = tree_state(whole)
@@ -711,6 +723,9 @@ def case_faults(args, tmp):
         r"spin ckpt import-hf: \S*whole is a save directory \(latest: step_00000006\), which an output never replaces")
     bad("ckpt-run-checkpoint-output", ["reshard", whole, step_dir(whole, 6) + "/", "--overwrite"],
         r"spin ckpt reshard: \S*step_00000006/ is a checkpoint of save directory \S*whole, which an output never")
+    os.symlink("whole", os.path.join(tmp, "whole-link"))
+    bad("ckpt-save-dir-link-output", ["reshard", whole, os.path.join(tmp, "whole-link"), "--overwrite"],
+        r"spin ckpt reshard: \S*/whole is a save directory \(latest: step_00000006\), which an output never")
     assert tree_state(whole) == before
     if h5py is None:
         print("SKIP flipped byte and format version: this interpreter (%s) has no h5py" % sys.executable)
