@@ -270,6 +270,82 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   return o;
 }
 
+train::OptimizerConfig optimizer_settings(const SftOptions& o) {
+  train::OptimizerConfig oc;
+  oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
+  oc.alpha = o.alpha;
+  oc.beta1 = o.beta1;
+  oc.beta2 = o.beta2;
+  oc.eps = o.eps;
+  oc.weight_decay = o.weight_decay;
+  oc.decay_embeddings = !o.no_decay_embeddings;
+  oc.clip_grad = o.clip_grad;
+  oc.distributed = o.distributed_optimizer;
+  oc.overlap_grad_reduce = o.overlap_grad_reduce;
+  oc.max_nonfinite_in_a_row = o.max_nonfinite;
+  return oc;
+}
+
+// On rank 0, before training: --output is written as <output>.tmp and renamed over <output> at the end -- what
+// it would replace, and whether it can be written at all, are known before any work.
+void check_outputs(const SftOptions& o) {
+  const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
+  require(std::filesystem::is_directory(parent), o.output, ": the parent directory ", parent.string(),
+          " does not exist");
+  require_replaceable_output(o.output, o.overwrite, "spin sft: --output");
+  if (!o.save_dir.empty()) {
+    const auto normal = [](const std::string& p) { return std::filesystem::absolute(p).lexically_normal() / ""; };
+    const std::string out = normal(o.output).string(), save = normal(o.save_dir).string();
+    require(!save.starts_with(out), "spin sft: --save-dir ", o.save_dir, " is --output ", o.output,
+            " or inside it, which the output replaces at the end: give them separate paths");
+  }
+  require_creatable_dir(o.output + ".tmp", "--output", false);
+  if (!o.save_dir.empty()) require_creatable_dir(o.save_dir, "--save-dir", true);
+}
+
+// A step's batch: this replica's micro-batches -- the plan's, or, by tokens, cut again -- and the counts of the
+// whole global batch (its response tokens normalise the loss; its sequences' lengths give its model FLOPs).
+struct StepBatch {
+  std::vector<model::TokenBatch> micro_batches;
+  std::int64_t response_tokens = 0, tokens = 0;
+  std::vector<std::int64_t> lengths;
+};
+
+StepBatch step_batch(const SftOptions& o, const data::BatchPlan& plan, const std::vector<data::Example>& examples,
+                     const parallel::ProcessGrid& grid, std::int64_t step) {
+  const std::int64_t epoch = step / plan.batches_per_epoch();
+  const std::int64_t index = step % plan.batches_per_epoch();
+  StepBatch batch;
+  for (std::int64_t i : plan.global_batch(epoch, index)) {
+    const data::Example& e = examples[static_cast<std::size_t>(i)];
+    batch.response_tokens += static_cast<std::int64_t>(e.response.size());
+    batch.lengths.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
+    batch.tokens += batch.lengths.back();
+  }
+  std::vector<std::int64_t> share, sequence_tokens;
+  for (const auto& ids : plan.micro_batches(epoch, index, grid.dp_rank())) {
+    for (std::int64_t i : ids) {
+      const data::Example& e = examples[static_cast<std::size_t>(i)];
+      share.push_back(i);
+      sequence_tokens.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
+    }
+  }
+  for (const auto& ids : data::cut_micro_batches(share, sequence_tokens, o.micro_batch, o.micro_batch_tokens,
+                                                 o.vpp > 1 ? grid.pp_size() : 1)) {
+    std::vector<model::Sequence> seqs;
+    for (std::int64_t i : ids) {
+      const data::Example& e = examples[static_cast<std::size_t>(i)];
+      std::vector<std::int32_t> tokens_of = e.prompt;
+      tokens_of.insert(tokens_of.end(), e.response.begin(), e.response.end());
+      seqs.push_back({tokens_of, static_cast<std::int64_t>(e.prompt.size()), 0, i});  // i keys its dropout
+    }
+    batch.micro_batches.push_back(model::TokenBatch::pack(seqs));
+    batch.micro_batches.back().dropout_seed =
+        model::TokenBatch::step_dropout_seed(o.seed, static_cast<std::uint64_t>(step));
+  }
+  return batch;
+}
+
 }  // namespace
 
 int run_sft(int argc, char** argv, parallel::Communicator& world) {
@@ -339,22 +415,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     schedule.wsd_decay_steps = o.wsd_decay_steps;
     schedule.wsd_decay = train::parse_wsd_decay(o.wsd_decay_style);
     schedule.validate();
-    if (root) {
-      const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
-      require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
-              parent.string(), " does not exist");
-      // The output is written as <output>.tmp and renamed over <output> at the end: what it would
-      // replace, and whether it can be written at all, are known before training.
-      require_replaceable_output(o.output, o.overwrite, "spin sft: --output");
-      if (!o.save_dir.empty()) {
-        const auto normal = [](const std::string& p) { return std::filesystem::absolute(p).lexically_normal() / ""; };
-        const std::string out = normal(o.output).string(), save = normal(o.save_dir).string();
-        require(!save.starts_with(out), "spin sft: --save-dir ", o.save_dir, " is --output ", o.output,
-                " or inside it, which the output replaces at the end: give them separate paths");
-      }
-      require_creatable_dir(o.output + ".tmp", "--output", false);
-      if (!o.save_dir.empty()) require_creatable_dir(o.save_dir, "--save-dir", true);
-    }
+    if (root) check_outputs(o);
   });
 
   const model::ModelConfig& config = shard->config;
@@ -380,19 +441,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   transformers.set_sequence_parallel(o.sequence_parallel);
   transformers.set_logits_chunk_rows(o.logits_chunk_rows);
   const model::TransformerChunks& chunks = transformers.chunks();
-  train::OptimizerConfig oc;
-  oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
-  oc.alpha = o.alpha;
-  oc.beta1 = o.beta1;
-  oc.beta2 = o.beta2;
-  oc.eps = o.eps;
-  oc.weight_decay = o.weight_decay;
-  oc.decay_embeddings = !o.no_decay_embeddings;
-  oc.clip_grad = o.clip_grad;
-  oc.distributed = o.distributed_optimizer;
-  oc.overlap_grad_reduce = o.overlap_grad_reduce;
-  oc.max_nonfinite_in_a_row = o.max_nonfinite;
-  train::Optimizer optimizer(oc, grid, trained, grads, k);
+  train::Optimizer optimizer(optimizer_settings(o), grid, trained, grads, k);
   train::PipelineTrainer trainer(grid, chunks, weights, grads, optimizer, adapters ? &*adapters : nullptr);
   trainer.set_overlap_p2p_comm(!o.no_overlap_p2p_comm);
 
@@ -505,51 +554,20 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     profile_window->before_step(step + 1);
     std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
     const std::int64_t epoch = step / plan->batches_per_epoch();
-    const std::int64_t index = step % plan->batches_per_epoch();
-    std::int64_t response_tokens = 0, tokens = 0;
-    std::vector<std::int64_t> lengths;  // the global batch's sequences, for its model FLOPs
-    for (std::int64_t i : plan->global_batch(epoch, index)) {
-      const data::Example& e = data.examples[static_cast<std::size_t>(i)];
-      response_tokens += static_cast<std::int64_t>(e.response.size());
-      lengths.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
-      tokens += lengths.back();
-    }
-    std::vector<model::TokenBatch> micro_batches;
-    // This replica's sequences, in the plan's micro-batches or, by tokens, cut again.
-    std::vector<std::int64_t> share, sequence_tokens;
-    for (const auto& ids : plan->micro_batches(epoch, index, grid.dp_rank())) {
-      for (std::int64_t i : ids) {
-        const data::Example& e = data.examples[static_cast<std::size_t>(i)];
-        share.push_back(i);
-        sequence_tokens.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
-      }
-    }
-    for (const auto& ids : data::cut_micro_batches(share, sequence_tokens, o.micro_batch, o.micro_batch_tokens,
-                                                   o.vpp > 1 ? grid.pp_size() : 1)) {
-      std::vector<model::Sequence> seqs;
-      for (std::int64_t i : ids) {
-        const data::Example& e = data.examples[static_cast<std::size_t>(i)];
-        std::vector<std::int32_t> tokens_of = e.prompt;
-        tokens_of.insert(tokens_of.end(), e.response.begin(), e.response.end());
-        seqs.push_back({tokens_of, static_cast<std::int64_t>(e.prompt.size()), 0, i});  // i keys its dropout
-      }
-      micro_batches.push_back(model::TokenBatch::pack(seqs));
-      micro_batches.back().dropout_seed =
-          model::TokenBatch::step_dropout_seed(o.seed, static_cast<std::uint64_t>(step));
-    }
-    train::SftLoss loss(std::max<std::int64_t>(response_tokens, 1));
-    const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));
+    const StepBatch batch = step_batch(o, *plan, data.examples, grid, step);
+    train::SftLoss loss(std::max<std::int64_t>(batch.response_tokens, 1));
+    const train::StepMetrics m = trainer.step(batch.micro_batches, loss, schedule.at(step));
     if (step == 0) runtime.report_memory("after the first step");
-    const double step_tflops = model::training_flops(config, lengths) / m.seconds / world.size() / 1e12;
-    if (metrics) metrics->step(epoch + 1, step + 1, m, static_cast<double>(tokens) / m.seconds, step_tflops);
+    const double step_tflops = model::training_flops(config, batch.lengths) / m.seconds / world.size() / 1e12;
+    if (metrics) metrics->step(epoch + 1, step + 1, m, static_cast<double>(batch.tokens) / m.seconds, step_tflops);
     if (root && ((step + 1) % o.log_interval == 0 || step + 1 == total_steps || !m.applied)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::printf("step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "
-                  "%.0f tokens/s, %.3g TFLOP/s a rank | %.1f s%s\n",
-                  static_cast<long long>(step + 1), static_cast<long long>(total_steps),
-                  static_cast<long long>(epoch + 1), m.loss, m.lr, m.grad_norm,
-                  static_cast<double>(tokens) / m.seconds, step_tflops, elapsed,
-                  m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
+      std::printf(
+          "step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "
+          "%.0f tokens/s, %.3g TFLOP/s a rank | %.1f s%s\n",
+          static_cast<long long>(step + 1), static_cast<long long>(total_steps), static_cast<long long>(epoch + 1),
+          m.loss, m.lr, m.grad_norm, static_cast<double>(batch.tokens) / m.seconds, step_tflops, elapsed,
+          m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
     }
     if (!o.validation.empty() &&

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "app/train_config.h"
 #include "app/train_files.h"
 #include "app/train_metrics.h"
+#include "app/train_setup.h"
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -44,6 +46,228 @@ namespace spin::app {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Where the run starts: its position, and what a checkpoint brings besides the weights.
+struct StartingPoint {
+  train::RunPosition at;
+  std::vector<float> saved_cache;     // spin.reuse_generations' responses, when the checkpoint has them
+  std::vector<float> saved_ref_sums;  // spin.cache_ref_logprobs' sums, likewise
+  std::vector<float> saved_previous;  // spin.mix_previous_iteration's responses of the previous iteration
+  std::vector<std::string> changed;   // settings that differ from the checkpoint's run
+};
+
+// The models' first values: model.path's weights (fresh adapters), or plan.loaded's checkpoint, under any
+// layout, with the optimizer's state and the run's position -- refused where this run cannot carry on the
+// checkpoint's (another batch size, train file, epoch count, LoRA or mixing).
+StartingPoint load_starting_point(const TrainConfig& c, const TrainPlan& plan, model::ModelWeights& policy,
+                                  model::ModelWeights& reference, model::ModelWeights* adapters,
+                                  train::Optimizer& optimizer, const kernels::Kernels& k) {
+  StartingPoint start;
+  const std::string& loaded = plan.loaded;
+  if (loaded.empty()) {
+    load_model_weights(plan.source, c.model_adapter, plan.shard, policy, k);
+    if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(plan.spin.seed, 0), 0.0f);
+    if (&reference != &policy) reference.copy_from(policy);
+    return start;
+  }
+  const ckpt::CheckpointReader reader(loaded);
+  train::load_weights(reader, "policy", policy);
+  const auto groups = reader.groups();
+  if (std::find(groups.begin(), groups.end(), "reference") != groups.end()) {
+    train::load_weights(reader, "reference", reference);  // LoRA: the base, over the merged policy
+  } else if (&reference != &policy) {
+    reference.copy_from(policy);  // saved at an iteration's end, or weights only
+  }
+  if (!reader.has_attribute("training_state")) {  // weights only: a fresh run from them
+    if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(plan.spin.seed, 0), 0.0f);
+    return start;
+  }
+  if (reader.has_attribute("config")) start.changed = changed_settings(reader.attribute("config"), c.to_ini());
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(reader.attribute("training_state"));
+    const auto same = [&](const char* key, std::int64_t ours, const char* what) {
+      const std::int64_t theirs = state.at(key).get<std::int64_t>();
+      require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
+              ": its position in the data cannot be carried over");
+    };
+    same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
+    same("steps_per_epoch", plan.shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
+    same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
+    require_same_lora(state.value("lora", ""), plan.lora, loaded);
+    if (adapters) train::load_weights(reader, "lora", *adapters);
+    const bool mixed = state.value("mix_previous_iteration", false);
+    require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
+            " spin.mix_previous_iteration; this run is ", c.mix_previous_iteration ? "with" : "without",
+            " it: the steps of its iterations differ");
+    const auto saved_step = state.at("step").get<std::int64_t>();
+    require(saved_step >= 0 && saved_step <= plan.shape.total(), loaded, " was saved at step ", saved_step,
+            ", past this run's ", plan.shape.total(), " (spin.max_iterations is smaller)");
+    start.at = plan.shape.at(saved_step);
+    optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
+                         state.at("optimizer_skipped").get<std::int64_t>());
+    if (c.reuse_generations && reader.has("spin", "reuse_cache")) {
+      start.saved_cache = reader.read_all("spin", "reuse_cache");
+    }
+    if (c.cache_ref_logprobs && reader.has("spin", "ref_logprobs_cache")) {
+      start.saved_ref_sums = reader.read_all("spin", "ref_logprobs_cache");
+    }
+    if (c.mix_previous_iteration && reader.has("spin", "previous_responses")) {
+      start.saved_previous = reader.read_all("spin", "previous_responses");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(loaded, ": malformed training_state (", e.what(), ")");
+  }
+  return start;
+}
+
+// What the run reads and how it runs it, on rank 0's standard output: the data, the template, the steps, the
+// layout, the effective configuration and the pipeline's balance.
+void print_run(const TrainConfig& c, const TrainPlan& plan, const parallel::ProcessGrid& grid, bool sequence_parallel,
+               bool frozen_reference) {
+  const char* split = sequence_parallel     ? ", sequence parallel"
+                      : c.sequence_parallel ? " (model.sequence_parallel has no effect at tp 1)"
+                                            : "";
+  std::printf("spin train: %s\n", plan.train_data.report.summary(c.train).c_str());
+  if (plan.tokenizer) {
+    std::printf("spin train: prompt template %s (data.template = %s)\n", data::prompt_template_name(plan.prompt_format),
+                c.prompt_template.c_str());
+  }
+  if (!c.validation.empty()) std::printf("spin train: %s\n", plan.validation_data.report.summary(c.validation).c_str());
+  const train::RunShape& shape = plan.shape;
+  const std::string later = shape.iterations() > 1 && shape.steps_per_epoch(1) != shape.steps_per_epoch(0)
+                                ? " (" + std::to_string(shape.steps_per_epoch(1)) +
+                                      " from iteration 2 on, with the previous iteration's responses)"
+                                : "";
+  const std::string experts =
+      grid.ep_size() > 1 ? cat(", experts over ep ", grid.ep_size(), " (", plan.shard.dims.experts, " a rank)") : "";
+  std::printf(
+      "spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
+      "layout tp %d x pp %d%s x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
+      static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
+      static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(plan.total_steps),
+      static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
+      c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(),
+      c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
+  std::fputs(balance_report("spin train", plan.shard, c.pp_layers, "parallel.pp_layers =").c_str(), stdout);
+  if (frozen_reference) {
+    std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
+                plan.lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());
+  }
+  std::fflush(stdout);
+}
+
+// Where a resumed run starts, on rank 0's standard output: the step, what the checkpoint brought besides the
+// weights, and the settings changed since.
+void print_resume(const std::string& loaded, const StartingPoint& start, bool cache_restored, bool ref_sums_restored) {
+  const train::RunPosition& at = start.at;
+  std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n", loaded.c_str(),
+              static_cast<long long>(at.step), static_cast<long long>(at.iteration + 1),
+              static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
+  if (cache_restored) std::printf("spin train: the iteration's generated responses came with it (no replay)\n");
+  if (ref_sums_restored) std::printf("spin train: the iteration's reference log-probability sums came with it\n");
+  if (!start.changed.empty()) {
+    std::string list;
+    for (const std::string& s : start.changed) {
+      if (!list.empty()) list += "; ";
+      list += s;
+    }
+    std::printf("spin train: settings changed since the checkpoint was written: %s\n", list.c_str());
+  }
+  std::fflush(stdout);
+}
+
+// spin.pregenerate's long call, on rank 0's standard output: a line at every tenth of this replica's share, once
+// it has run for 5 s (short calls, as the left-out samples' of a later epoch, say nothing).
+std::function<void(std::int64_t, std::int64_t)> generation_progress() {
+  return [previous = std::int64_t{0}, since = std::chrono::steady_clock::now()](std::int64_t finished,
+                                                                                std::int64_t total) mutable {
+    if (finished < previous) {  // a new call
+      previous = 0;
+      since = std::chrono::steady_clock::now();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+    if (finished * 10 / total > previous * 10 / total && seconds >= 5.0) {
+      std::printf("spin train: generating the iteration's responses: %lld of %lld on this replica (%.0f s)\n",
+                  static_cast<long long>(finished), static_cast<long long>(total), seconds);
+      std::fflush(stdout);
+    }
+    previous = finished;
+  };
+}
+
+// A step's line in the log.
+void print_step(std::int64_t iteration, std::int64_t epoch, std::int64_t step, std::int64_t total_steps,
+                const train::SpinStepMetrics& m, double peak_tflops, const std::string& eta) {
+  const train::SpinMetrics& s = m.spin;
+  const std::string gen_rate =
+      m.generated_tokens > 0 ? cat(" (", std::llround(m.generation_tokens_per_second), " tok/s)") : "";
+  const std::string mfu =
+      peak_tflops > 0.0 ? cat(" (MFU ", std::llround(100.0 * m.tflops_per_rank / peak_tflops), "%)") : "";
+  // A mixture of experts' busiest and idlest expert against the mean, its balance loss; under expert
+  // parallelism the busiest rank's experts against the ranks' mean.
+  char load[128] = "", ranks[32] = "";
+  if (m.expert_rank_load_max > 0.0) std::snprintf(ranks, sizeof ranks, " (ranks %.2fx)", m.expert_rank_load_max);
+  if (m.expert_load_max > 0.0) {
+    std::snprintf(load, sizeof load, " | experts %.2f-%.2fx%s balance %.4f", m.expert_load_min, m.expert_load_max,
+                  ranks, m.balance_loss);
+  }
+  std::printf(
+      "iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
+      "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
+      "%.0f tok/s, %.3g TFLOP/s a rank%s | gen %.2fs%s ref %.2fs train %.2fs%s | eta %s%s\n",
+      static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1), static_cast<long long>(step),
+      static_cast<long long>(total_steps), s.loss, s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
+      s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr, m.grad_norm, m.tokens_per_second,
+      m.tflops_per_rank, mfu.c_str(), m.seconds_generation, gen_rate.c_str(), m.seconds_reference, m.seconds_training,
+      load, eta.c_str(), m.applied ? "" : " | skipped (non-finite)");
+  std::fflush(stdout);
+}
+
+// A validation's line in the log, and the policy's greedy answers to the first prompts (`shown`) beside the ground
+// truth, as text where there is a tokenizer.
+void print_validation(std::int64_t iteration, std::int64_t steps_done, const train::SpinMetrics& v,
+                      const std::vector<generate::Generation>& shown, const std::vector<data::Example>& examples,
+                      const data::Tokenizer* tokenizer) {
+  std::printf(
+      "validation  iter %lld step %lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f | "
+      "accuracy %.3f | sft nll %.4f | gen len %.1f\n",
+      static_cast<long long>(iteration + 1), static_cast<long long>(steps_done), v.loss, v.rewards_actual,
+      v.rewards_generated, v.margin, v.accuracy, v.sft_nll, v.generated_length_mean);
+  for (std::size_t i = 0; i < shown.size() && tokenizer != nullptr; ++i) {
+    std::printf("  [%zu] %s -> %s (truth: %s)\n", i, data::printable(tokenizer->decode(examples[i].prompt)).c_str(),
+                data::printable(tokenizer->decode(shown[i].tokens)).c_str(),
+                data::printable(tokenizer->decode(examples[i].response)).c_str());
+  }
+}
+
+// A checkpoint's training_state: the position, what a resumed run must share with this one, and the seeds
+// (the random streams are counter-based, keyed by them and the position).
+nlohmann::json training_state(const TrainConfig& c, const TrainPlan& plan, std::int64_t step,
+                              const train::Optimizer& optimizer, bool with_reference) {
+  const train::RunPosition p = plan.shape.at(step);
+  return {{"step", step},
+          {"iteration", p.iteration + 1},
+          {"epoch", p.epoch + 1},
+          {"index", p.index},
+          {"consumed_samples", step * c.global_batch_size},
+          {"global_batch_size", c.global_batch_size},
+          {"steps_per_epoch", plan.shape.steps_per_epoch(0)},
+          {"epochs", c.epochs},
+          {"mix_previous_iteration", c.mix_previous_iteration},
+          {"optimizer_steps", optimizer.steps_taken()},
+          {"optimizer_skipped", optimizer.steps_skipped()},
+          {"reference", with_reference ? "saved" : "policy"},
+          {"data_seed", c.data_seed},
+          {"shuffle", c.shuffle},
+          {"sampling_seed", c.sampling_seed},
+          {"kl_penalty", plan.spin.kl_penalty},
+          {"loss", c.loss},
+          {"label_smoothing", c.label_smoothing},
+          {"sft_loss_weight", c.sft_loss_weight},
+          {"average_log_probs", c.average_log_probs},
+          {"lora", plan.lora.summary()}};
+}
 
 }  // namespace
 
@@ -64,377 +288,86 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
 
   // ---- everything that can be wrong, before any work --------------------------------------
-  std::optional<ModelSource> source;  // model.path: a Hugging Face directory or a spin checkpoint
-  std::optional<ModelShard> shard;
-  std::unique_ptr<data::Tokenizer> tokenizer;
-  data::LoadedExamples train_data, validation_data;
-  train::SpinConfig spin;
-  train::RunShape shape;  // the steps of the iterations and their epochs
-  std::int64_t total_steps = 0;
-  std::vector<train::LrSchedule> schedules;  // one for the run, or per iteration (optim.reset_each_iteration)
-  ckpt::HfFormat save_format;                // of the per-iteration models
-  train::OptimizerAlgorithm optimizer_algorithm = train::OptimizerAlgorithm::AdamW;
-  model::LoraConfig lora;
-  data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // data.template, resolved
+  std::optional<TrainPlan> planned;
   std::optional<ProfileWindow> profile_window;
-  std::string loaded;  // the checkpoint the run starts from ("": model.path), chosen before save_dir is written
   parallel::run_collectively(world, [&] {
     set_time_limit(c.exit_duration_mins, "checkpoint.exit_duration_mins");
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
-    source = model_source(c.model_path, c.model_adapter, root);
-    shard =
-        plan_model_shard(source->config, grid, c.pp_layers, c.vpp,
-                         balance_tokens(source->config, c.max_prompt_tokens, c.max_response_tokens, c.max_new_tokens));
-    // Interleaved stages: at least pp micro-batches a step -- the fixed count, or cut by tokens split to
-    // reach it (data::cut_micro_batches), which a replica's pairs must allow. (A batch that does not split
-    // into micro-batches at all is the batch plan's error.)
-    const std::int64_t split =
-        std::max<std::int64_t>(1, (c.micro_batch_tokens > 0 ? 1 : c.micro_batch_size) * grid.dp_size());
-    if (c.global_batch_size % split == 0) {
-      check_interleaved_step(
-          "parallel.vpp =", c.vpp, grid.pp_size(), c.global_batch_size / split, c.micro_batch_tokens > 0,
-          c.micro_batch_tokens > 0 ? "spin.global_batch_size / data-parallel size"
-                                   : "spin.global_batch_size / (spin.micro_batch_size x data-parallel size)");
-    }
-    require(std::isfinite(c.router_aux_loss_coef) && std::isfinite(c.router_z_loss_coef),
-            "model.router_aux_loss_coef and model.router_z_loss_coef must be finite, got ", c.router_aux_loss_coef,
-            " and ", c.router_z_loss_coef);
-    if (c.router_aux_loss_coef >= 0.0) {
-      require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
-              " is not a mixture of experts");
-      require(!shard->config.router_sigmoid || c.router_aux_loss_coef == 0.0,
-              "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
-              " routes by sigmoid scores with a correction bias (GLM-4.5's), which the load-balancing loss over the "
-              "softmax does not describe; 0 or unset");
-      shard->config.router_aux_loss_coef = static_cast<float>(c.router_aux_loss_coef);
-    }
-    if (c.router_z_loss_coef != 0.0) {
-      require(c.router_z_loss_coef > 0.0, "model.router_z_loss_coef must be >= 0, got ", c.router_z_loss_coef);
-      require(shard->config.moe(), "model.router_z_loss_coef = ", c.router_z_loss_coef, ": ", c.model_path,
-              " is not a mixture of experts");
-      shard->config.router_z_loss_coef = static_cast<float>(c.router_z_loss_coef);
-    }
-    set_router_bias_update_rate(shard->config, c.router_bias_update_rate, c.lora_rank, "model.router_bias_update_rate",
-                                c.model_path);
-    const model::ModelConfig& mc = shard->config;
-    require(c.save_max_shard_size > 0, "checkpoint.save_max_shard_size must be positive, got ", c.save_max_shard_size);
-    save_format =
-        hf_format(c.save_dtype, "checkpoint.save_dtype", mc, static_cast<std::uint64_t>(c.save_max_shard_size));
-    optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
-    require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
-    // torch.optim's bounds; eps > 0 besides: a weight whose gradient stays 0 would take 0 / 0.
-    require(c.adam_beta1 >= 0.0f && c.adam_beta1 < 1.0f && c.adam_beta2 >= 0.0f && c.adam_beta2 < 1.0f,
-            "optim.beta1 and optim.beta2 must be in [0, 1), got ", c.adam_beta1, " and ", c.adam_beta2);
-    require(c.adam_eps > 0.0f, "optim.eps must be > 0, got ", c.adam_eps);
-    require(c.weight_decay >= 0.0f, "optim.weight_decay must not be negative, got ", c.weight_decay);
-    require(c.clip_grad >= 0.0, "optim.clip_grad must not be negative (0: off), got ", c.clip_grad);
-    require(c.max_nonfinite_steps >= 1, "optim.max_nonfinite_steps must be at least 1, got ", c.max_nonfinite_steps);
-    require(c.save_interval >= 0 && c.keep_last >= 0 && c.validation_interval >= 0,
-            "checkpoint.save_interval, checkpoint.keep_last and spin.validation_interval must not be negative (0: "
-            "their default behaviour), got ",
-            c.save_interval, ", ", c.keep_last, " and ", c.validation_interval);
-    require(c.max_prompt_tokens >= 0 && c.max_response_tokens >= 0,
-            "data.max_prompt_tokens and data.max_response_tokens must not be negative (0: no limit), got ",
-            c.max_prompt_tokens, " and ", c.max_response_tokens);
-    lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_dropout, c.lora_targets, "lora.", mc);
-    if (!c.model_adapter.empty()) lora_from_peft_config(c.model_adapter);  // refused before any work
-    require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,
-            ": a LoRA run holds one model, the reference, and the policy is it + the adapters: nothing to offload");
-    tokenizer = load_tokenizer(source->dir, mc);
-    // Every sample must leave room for a generated response of max_new_tokens.
-    data::LengthLimits limits;
-    limits.max_prompt = c.max_prompt_tokens > 0 ? c.max_prompt_tokens : mc.max_sequence_length() - c.max_new_tokens;
-    require(limits.max_prompt >= 1, "sampling.max_new_tokens (", c.max_new_tokens,
-            ") leaves no room for a prompt in the model's ", mc.max_sequence_length(), " positions");
-    require(limits.max_prompt + c.max_new_tokens <= mc.max_sequence_length(), "data.max_prompt_tokens (",
-            limits.max_prompt, ") + sampling.max_new_tokens (", c.max_new_tokens, ") exceed the model's ",
-            mc.max_sequence_length(), " positions");
-    limits.max_response = c.max_response_tokens;
-    limits.max_sequence = mc.max_sequence_length();
-    require(c.overlong == "drop" || c.overlong == "truncate", "data.overlong \"", c.overlong,
-            "\" is not drop or truncate");
-    limits.overlong = c.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate;
-    prompt_format = data::choose_prompt_template(c.prompt_template, tokenizer.get());
-    require(c.generations == "reference" || c.generations == "data", "spin.generations \"", c.generations,
-            "\" is not reference or data");
-    const bool given = c.generations == "data";
-    const data::RecordColumns columns = data::RecordColumns::parse(c.columns, "data.columns");
-
-    spin.kl_penalty = parse_lambdas(c.kl_penalty);
-    spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing, c.sft_loss_weight,
-                      c.average_log_probs};  // spin.validate() checks
-    spin.iterations = c.iterations;
-    spin.epochs = c.epochs;
-    spin.max_steps = c.max_steps;
-    spin.global_batch = c.global_batch_size;
-    spin.micro_batch = c.micro_batch_size;
-    spin.micro_batch_tokens = c.micro_batch_tokens;
-    spin.rollout_batch = c.rollout_batch_size;
-    spin.rollout_step_tokens = c.rollout_step_tokens;
-    generate::check_step_tokens(c.rollout_step_tokens, c.rollout_batch_size, grid.pp_size(), "spin.rollout_step_tokens");
-    require(c.ref_logprobs == "forward" || c.ref_logprobs == "sampler", "spin.ref_logprobs \"",
-            c.ref_logprobs, "\" is not forward or sampler");
-    spin.ref_logprobs_from_sampler = c.ref_logprobs == "sampler";
-    spin.generations_from_data = given;
-    spin.ref_offload = c.ref_offload;
-    spin.reuse_generations = c.reuse_generations;
-    spin.pregenerate = c.pregenerate;
-    spin.mix_previous_iteration = c.mix_previous_iteration;
-    require(!c.save_generations || c.reuse_generations,
-            "spin.save_generations writes an iteration's one response per prompt: it needs spin.reuse_generations = true");
-    spin.cache_ref_logprobs = c.cache_ref_logprobs;
-    spin.overlap_p2p_comm = c.overlap_p2p_comm;
-    spin.seed = c.data_seed;
-    spin.shuffle = c.shuffle;
-    generate::GenerationParams& g = spin.generation;
-    g.sampling = {.greedy = c.greedy, .temperature = c.temperature, .top_k = c.top_k, .top_p = c.top_p,
-                  .repetition_penalty = c.repetition_penalty, .min_p = c.min_p};
-    g.max_new_tokens = c.max_new_tokens;
-    g.min_new_tokens = c.min_new_tokens;
-    g.seed = c.sampling_seed;
-    g.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), prompt_format);  // as the real responses end
-    if (!c.end_strings.empty()) {
-      const nlohmann::json list = nlohmann::json::parse(c.end_strings, nullptr, false);
-      require(list.is_array() && std::all_of(list.begin(), list.end(), [](const auto& s) { return s.is_string(); }),
-              "sampling.end_strings must be a JSON list of strings, e.g. [\"###\"], got ", c.end_strings);
-      require(tokenizer != nullptr, "sampling.end_strings needs the model's tokenizer (", c.model_path, " has none)");
-      for (const auto& s : list) g.end_strings.push_back(s.get<std::string>());
-      g.detokenize = [t = tokenizer.get()](std::span<const std::int32_t> ids) { return t->decode(ids); };
-    }
-    g.validate(mc.vocab_size);
-    spin.validate();
-    // The data last: every setting above is checked before the expensive part.
-    const data::ExampleOptions reading{.skip_bad_lines = c.skip_bad_lines, .read_generated = given,
-                                       .workers = c.data_workers,
-                                       .columns = columns};
-    train_data = data::load_examples(c.train, tokenizer.get(), prompt_format, limits, mc.vocab_size, reading);
-    if (!c.validation.empty()) {
-      validation_data =
-          data::load_examples(c.validation, tokenizer.get(), prompt_format, limits, mc.vocab_size, reading);
-    }
-    shape = train::spin_run_shape(spin, static_cast<std::int64_t>(train_data.examples.size()), grid.dp_size());
-    // The schedule spans the whole run (or, with optim.reset_each_iteration, each iteration),
-    // whatever spin.max_steps says: a run stopped early and resumed follows the same learning
-    // rates as one that never stopped.
-    total_steps = c.max_steps > 0 ? std::min(shape.total(), c.max_steps) : shape.total();
-    require(c.warmup_ratio >= 0.0 && c.warmup_ratio < 1.0, "optim.warmup_ratio must be in [0, 1), got ", c.warmup_ratio);
-    require(std::isfinite(c.peak_tflops) && c.peak_tflops >= 0.0, "logging.peak_tflops must be >= 0 (0: no MFU), got ",
-            c.peak_tflops);
-    require(c.warmup_ratio == 0.0 || c.warmup_steps == 0, "optim.warmup_ratio and optim.warmup_steps are both set; give one");
-    require(c.wsd_decay_ratio == 0.0 || c.wsd_decay_steps == 0,
-            "optim.wsd_decay_ratio and optim.wsd_decay_steps are both set; give one");
-    const auto schedule_of = [&](std::int64_t steps) {
-      // A share of the schedule's steps, rounded up, where the ratio is given; else the count.
-      const auto steps_of = [&](double ratio, std::int64_t count) {
-        return ratio > 0.0 ? static_cast<std::int64_t>(std::ceil(ratio * static_cast<double>(steps))) : count;
-      };
-      require(c.lr_decay_steps >= 0, "optim.decay_steps must not be negative (0: the last step), got ",
-              c.lr_decay_steps);
-      train::LrSchedule s = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr,
-                             steps_of(c.warmup_ratio, c.warmup_steps),
-                             c.lr_decay_steps > 0 ? c.lr_decay_steps : steps, c.constant_steps, steps};
-      s.wsd_decay_steps = steps_of(c.wsd_decay_ratio, c.wsd_decay_steps);
-      s.wsd_decay = train::parse_wsd_decay(c.wsd_decay_style);
-      s.validate();
-      return s;
-    };
-    for (std::int64_t k = 0; k < (c.reset_each_iteration ? shape.iterations() : 1); ++k) {
-      schedules.push_back(schedule_of(c.reset_each_iteration ? shape.steps_in_iteration(k) : shape.total()));
-    }
-    loaded = checkpoint_to_load(c);
+    planned.emplace(plan_train_run(c, grid, root));
     if (root) {
       require_creatable_dir(c.save_dir, "checkpoint.save_dir", true);
       write_text_file((fs::path(c.save_dir) / "config.ini").string(), c.to_ini());
     }
   });
+  const TrainPlan& plan = *planned;
+  const ModelShard& shard = plan.shard;
+  const model::ModelConfig& mc = shard.config;
+  const model::LoraConfig& lora = plan.lora;
+  const train::RunShape& shape = plan.shape;
+  const std::int64_t total_steps = plan.total_steps;
+  const std::string& loaded = plan.loaded;
 
-  const model::ModelConfig& mc = shard->config;
+  // ---- the models and the optimizer, in this rank's shard ---------------------------------
   const std::int64_t pad = c.distributed_optimizer ? grid.dp_size() : 1;
   // spin.ref_offload: the reference's values in host memory (no bf16 copy: the policy's
   // buffers hold it while it works, train/spin_trainer.h). model.frozen_bf16: in bf16 alone.
   const model::WeightStorage frozen = frozen_storage(c.frozen_dtype, c.precision == "bf16", lora.enabled());
-  model::ModelWeights reference(mc, shard->dims, shard->chunks, pad, c.ref_offload ? Device::Cpu : runtime.device(),
+  model::ModelWeights reference(mc, shard.dims, shard.chunks, pad, c.ref_offload ? Device::Cpu : runtime.device(),
                                 frozen);
   // lora.rank: one model in memory, the reference, frozen; the policy is it + the adapters, the
   // only trained parameters (the gradients and the optimizer's state are theirs).
   std::optional<model::ModelWeights> own_policy, adapters;
   if (lora.enabled()) {
-    adapters.emplace(model::ModelWeights::adapters(mc, lora, shard->dims, shard->chunks, pad, runtime.device()));
+    adapters.emplace(model::ModelWeights::adapters(mc, lora, shard.dims, shard.chunks, pad, runtime.device()));
   } else {
-    own_policy.emplace(mc, shard->dims, shard->chunks, pad, runtime.device());
+    own_policy.emplace(mc, shard.dims, shard.chunks, pad, runtime.device());
   }
   model::ModelWeights& policy = lora.enabled() ? reference : *own_policy;
   model::ModelWeights& trained = lora.enabled() ? *adapters : policy;
   model::ModelWeights grads =
-      lora.enabled() ? model::ModelWeights::adapters(mc, lora, shard->dims, shard->chunks, pad, runtime.device())
-                     : model::ModelWeights(mc, shard->dims, shard->chunks, pad, runtime.device());
+      lora.enabled() ? model::ModelWeights::adapters(mc, lora, shard.dims, shard.chunks, pad, runtime.device())
+                     : model::ModelWeights(mc, shard.dims, shard.chunks, pad, runtime.device());
   model::ModelWeights* const adapters_or_null = adapters ? &*adapters : nullptr;
 
   const kernels::Kernels& k = runtime.kernels();
   // One Transformer a model chunk of the stage (one without parallel.vpp).
-  model::StageTransformers transformers(mc, shard->dims, shard->chunks, grid.tp(), k);
+  model::StageTransformers transformers(mc, shard.dims, shard.chunks, grid.tp(), k);
   transformers.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
   transformers.set_sequence_parallel(c.sequence_parallel);
   transformers.set_logits_chunk_rows(c.logits_chunk_rows);
   const model::TransformerChunks& chunks = transformers.chunks();
-  train::OptimizerConfig oc;
-  oc.algorithm = optimizer_algorithm;
-  oc.alpha = c.rmsprop_alpha;
-  oc.beta1 = c.adam_beta1;
-  oc.beta2 = c.adam_beta2;
-  oc.eps = c.adam_eps;
-  oc.weight_decay = c.weight_decay;
-  oc.decay_embeddings = c.decay_embeddings;
-  oc.clip_grad = c.clip_grad;
-  oc.distributed = c.distributed_optimizer;
-  oc.overlap_grad_reduce = c.overlap_grad_reduce;
-  oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
-  train::Optimizer optimizer(oc, grid, trained, grads, k);
+  train::Optimizer optimizer(plan.optimizer, grid, trained, grads, k);
 
   // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
-  train::RunPosition at;
-  std::vector<float> saved_cache;  // spin.reuse_generations' responses, when the checkpoint has them
-  std::vector<float> saved_ref_sums;  // spin.cache_ref_logprobs' sums, likewise
-  std::vector<float> saved_previous;  // spin.mix_previous_iteration's responses of the previous iteration
-  std::vector<std::string> changed;   // settings that differ from the checkpoint's run
-  parallel::run_collectively(world, [&] {
-    if (loaded.empty()) {
-      load_model_weights(*source, c.model_adapter, *shard, policy, k);
-      if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
-      if (&reference != &policy) reference.copy_from(policy);
-      return;
-    }
-    const ckpt::CheckpointReader reader(loaded);
-    train::load_weights(reader, "policy", policy);
-    const auto groups = reader.groups();
-    if (std::find(groups.begin(), groups.end(), "reference") != groups.end()) {
-      train::load_weights(reader, "reference", reference);  // LoRA: the base, over the merged policy
-    } else if (&reference != &policy) {
-      reference.copy_from(policy);  // saved at an iteration's end, or weights only
-    }
-    if (!reader.has_attribute("training_state")) {  // weights only: a fresh run from them
-      if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
-      return;
-    }
-    if (reader.has_attribute("config")) changed = changed_settings(reader.attribute("config"), c.to_ini());
-    nlohmann::json state;
-    try {
-      state = nlohmann::json::parse(reader.attribute("training_state"));
-      const auto same = [&](const char* key, std::int64_t ours, const char* what) {
-        const std::int64_t theirs = state.at(key).get<std::int64_t>();
-        require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
-                ": its position in the data cannot be carried over");
-      };
-      same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
-      same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
-      same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
-      require_same_lora(state.value("lora", ""), lora, loaded);
-      if (adapters) train::load_weights(reader, "lora", *adapters);
-      const bool mixed = state.value("mix_previous_iteration", false);
-      require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
-              " spin.mix_previous_iteration; this run is ", c.mix_previous_iteration ? "with" : "without",
-              " it: the steps of its iterations differ");
-      const auto saved_step = state.at("step").get<std::int64_t>();
-      require(saved_step >= 0 && saved_step <= shape.total(), loaded, " was saved at step ", saved_step,
-              ", past this run's ", shape.total(), " (spin.max_iterations is smaller)");
-      at = shape.at(saved_step);
-      optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
-                           state.at("optimizer_skipped").get<std::int64_t>());
-      if (c.reuse_generations && reader.has("spin", "reuse_cache")) {
-        saved_cache = reader.read_all("spin", "reuse_cache");
-      }
-      if (c.cache_ref_logprobs && reader.has("spin", "ref_logprobs_cache")) {
-        saved_ref_sums = reader.read_all("spin", "ref_logprobs_cache");
-      }
-      if (c.mix_previous_iteration && reader.has("spin", "previous_responses")) {
-        saved_previous = reader.read_all("spin", "previous_responses");
-      }
-    } catch (const nlohmann::json::exception& e) {
-      fail(loaded, ": malformed training_state (", e.what(), ")");
-    }
-  });
+  StartingPoint starting;
+  parallel::run_collectively(
+      world, [&] { starting = load_starting_point(c, plan, policy, reference, adapters_or_null, optimizer, k); });
+  const train::RunPosition at = starting.at;
   runtime.prepare(policy);  // after loading: their bf16 copies are made from the loaded values
   if (!c.ref_offload) runtime.prepare(reference);
   if (adapters) runtime.prepare(*adapters);
-  train::SpinTrainer trainer(grid, chunks, policy, grads, reference, optimizer, train_data.examples, spin,
+  train::SpinTrainer trainer(grid, chunks, policy, grads, reference, optimizer, plan.train_data.examples, plan.spin,
                              adapters_or_null);
-  const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
-  const bool ref_sums_restored = !saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(saved_ref_sums, at.iteration);
+  const bool cache_restored =
+      !starting.saved_cache.empty() && trainer.restore_reuse_cache(starting.saved_cache, at.iteration);
+  const bool ref_sums_restored =
+      !starting.saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(starting.saved_ref_sums, at.iteration);
   // Past the first iteration a mixing run trains on the previous iteration's responses, whose
   // reference is gone: the checkpoint must hold them (every rank read the same).
   require(!c.mix_previous_iteration || at.iteration == 0 || at.iteration >= c.iterations ||
-              trainer.restore_previous_responses(saved_previous, at.iteration),
-          loaded, " does not hold iteration ", at.iteration, "'s generated responses, which iteration ", at.iteration + 1,
+              trainer.restore_previous_responses(starting.saved_previous, at.iteration),
+          loaded, " does not hold iteration ", at.iteration, "'s generated responses, which iteration ",
+          at.iteration + 1,
           " trains on with spin.mix_previous_iteration (spin/previous_responses; saved by every checkpoint of a mixing "
           "run past its first iteration)");
   generate::Generator policy_generator(grid, chunks, policy, adapters_or_null);
-  if (root && c.pregenerate) {
-    // spin.pregenerate's long call: a line at every tenth of this replica's share, once it has
-    // run for 5 s (short calls, as the left-out samples' of a later epoch, say nothing).
-    trainer.set_generation_progress([previous = std::int64_t{0}, since = std::chrono::steady_clock::now()](
-                                        std::int64_t finished, std::int64_t total) mutable {
-      if (finished < previous) {  // a new call
-        previous = 0;
-        since = std::chrono::steady_clock::now();
-      }
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-      if (finished * 10 / total > previous * 10 / total && seconds >= 5.0) {
-        std::printf("spin train: generating the iteration's responses: %lld of %lld on this replica (%.0f s)\n",
-                    static_cast<long long>(finished), static_cast<long long>(total), seconds);
-        std::fflush(stdout);
-      }
-      previous = finished;
-    });
-  }
+  if (root && c.pregenerate) trainer.set_generation_progress(generation_progress());
 
   std::optional<MetricsLog> metrics;
   if (root) {
-    const char* split = chunks.front()->sequence_parallel() ? ", sequence parallel"
-                        : c.sequence_parallel               ? " (model.sequence_parallel has no effect at tp 1)"
-                                                            : "";
-    std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
-    if (tokenizer) {
-      std::printf("spin train: prompt template %s (data.template = %s)\n", data::prompt_template_name(prompt_format),
-                  c.prompt_template.c_str());
-    }
-    if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
-    const std::string later =
-        shape.iterations() > 1 && shape.steps_per_epoch(1) != shape.steps_per_epoch(0)
-            ? " (" + std::to_string(shape.steps_per_epoch(1)) + " from iteration 2 on, with the previous iteration's responses)"
-            : "";
-    const std::string experts =
-        grid.ep_size() > 1 ? cat(", experts over ep ", grid.ep_size(), " (", shard->dims.experts, " a rank)") : "";
-    std::printf(
-        "spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
-        "layout tp %d x pp %d%s x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
-        static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
-        static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
-        static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
-        c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(),
-        c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
-    std::fputs(balance_report("spin train", *shard, c.pp_layers, "parallel.pp_layers =").c_str(), stdout);
-    if (reference.frozen()) {
-      std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
-                  lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());
-    }
-    std::fflush(stdout);
-    if (!loaded.empty()) {
-      std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n",
-                  loaded.c_str(), static_cast<long long>(at.step), static_cast<long long>(at.iteration + 1),
-                  static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
-      if (cache_restored) std::printf("spin train: the iteration's generated responses came with it (no replay)\n");
-      if (ref_sums_restored) std::printf("spin train: the iteration's reference log-probability sums came with it\n");
-      if (!changed.empty()) {
-        std::string list;
-        for (const std::string& s : changed) {
-          if (!list.empty()) list += "; ";
-          list += s;
-        }
-        std::printf("spin train: settings changed since the checkpoint was written: %s\n", list.c_str());
-      }
-      std::fflush(stdout);
-    }
+    print_run(c, plan, grid, chunks.front()->sequence_parallel(), reference.frozen());
+    if (!loaded.empty()) print_resume(loaded, starting, cache_restored, ref_sums_restored);
     metrics.emplace(c.save_dir, c.tensorboard, at.step, c.peak_tflops);
   }
 
@@ -453,23 +386,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const auto save = [&](bool with_reference) {
     const profile::Range range("checkpoint");
     finish_saving();
-    const train::RunPosition p = shape.at(step);
-    const nlohmann::json state = {
-        {"step", step}, {"iteration", p.iteration + 1}, {"epoch", p.epoch + 1}, {"index", p.index},
-        {"consumed_samples", step * c.global_batch_size}, {"global_batch_size", c.global_batch_size},
-        {"steps_per_epoch", shape.steps_per_epoch(0)}, {"epochs", c.epochs},
-        {"mix_previous_iteration", c.mix_previous_iteration},
-        {"optimizer_steps", optimizer.steps_taken()}, {"optimizer_skipped", optimizer.steps_skipped()},
-        {"reference", with_reference ? "saved" : "policy"},
-        // The random streams are counter-based, keyed by these seeds and the position above.
-        {"data_seed", c.data_seed}, {"shuffle", c.shuffle}, {"sampling_seed", c.sampling_seed},
-        {"kl_penalty", spin.kl_penalty}, {"loss", c.loss}, {"label_smoothing", c.label_smoothing},
-        {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs},
-        {"lora", lora.summary()}};
+    const nlohmann::json state = training_state(c, plan, step, optimizer, with_reference);
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()},
                                         {"vpp", c.vpp},         {"dp", grid.dp_size()},
                                         {"ep", c.ep},           {"distributed_optimizer", c.distributed_optimizer}};
-    const std::vector<std::string> extra = tokenizer_files(source->dir);
+    const std::vector<std::string> extra = tokenizer_files(plan.source.dir);
     // The trainer's caches of the iteration (the same on every rank: world rank 0 writes them):
     // spin.reuse_generations' responses so far, so that a resumed run need not generate them
     // again, and spin.cache_ref_logprobs' reference sums, so that it need not score them again.
@@ -490,7 +411,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                                                      {"layout", layout_json.dump()},
                                                      {"config", c.to_ini()}};
     if (adapters) {
-      lora_part.emplace(grid, mc, shard->dims, shard->chunks, pad, reference, *adapters);
+      lora_part.emplace(grid, mc, shard.dims, shard.chunks, pad, reference, *adapters);
       trainer_caches.insert(trainer_caches.end(), lora_part->pieces.begin(), lora_part->pieces.end());
       attributes["lora_config"] = lora_config_json(lora);
     }
@@ -504,33 +425,25 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
   };
 
-  const auto validate = [&](std::int64_t iteration, std::int64_t epoch, std::int64_t steps_done, std::int64_t consumed) {
-    if (validation_data.examples.empty()) return;
+  const auto validate = [&](std::int64_t iteration, std::int64_t epoch, std::int64_t steps_done,
+                            std::int64_t consumed) {
+    if (plan.validation_data.examples.empty()) return;
     const profile::Range range("validation");
-    const train::SpinMetrics v = trainer.evaluate(validation_data.examples, iteration);
+    const train::SpinMetrics v = trainer.evaluate(plan.validation_data.examples, iteration);
     // A few greedy answers of the policy, as text (replica 0).
     std::vector<generate::Generation> shown;
     const auto count = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(c.validation_examples, 0)),
-                                             validation_data.examples.size());
+                                             plan.validation_data.examples.size());
     if (grid.dp_rank() == 0 && count > 0) {
       std::vector<std::vector<std::int32_t>> prompts;
-      for (std::size_t i = 0; i < count; ++i) prompts.push_back(validation_data.examples[i].prompt);
-      generate::GenerationParams greedy = spin.generation;
+      for (std::size_t i = 0; i < count; ++i) prompts.push_back(plan.validation_data.examples[i].prompt);
+      generate::GenerationParams greedy = plan.spin.generation;
       greedy.sampling = {};
       greedy.sampling.greedy = true;
       shown = policy_generator.generate(prompts, std::vector<std::uint64_t>(count, 0), greedy);
     }
     if (!root) return;
-    std::printf("validation  iter %lld step %lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f | "
-                "accuracy %.3f | sft nll %.4f | gen len %.1f\n",
-                static_cast<long long>(iteration + 1), static_cast<long long>(steps_done), v.loss, v.rewards_actual,
-                v.rewards_generated, v.margin, v.accuracy, v.sft_nll, v.generated_length_mean);
-    for (std::size_t i = 0; i < shown.size() && tokenizer; ++i) {
-      std::printf("  [%zu] %s -> %s (truth: %s)\n", i,
-                  data::printable(tokenizer->decode(validation_data.examples[i].prompt)).c_str(),
-                  data::printable(tokenizer->decode(shown[i].tokens)).c_str(),
-                  data::printable(tokenizer->decode(validation_data.examples[i].response)).c_str());
-    }
+    print_validation(iteration, steps_done, v, shown, plan.validation_data.examples, plan.tokenizer.get());
     metrics->record("validation", iteration, epoch, steps_done, consumed, v, nullptr);
     std::fflush(stdout);
   };
@@ -559,8 +472,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         }
         profile_window->before_step(step + 1);
         std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
-        const double lr = c.reset_each_iteration ? schedules[static_cast<std::size_t>(iteration)].at(step - shape.first_step(iteration))
-                                                 : schedules[0].at(step);
+        const double lr = plan.lr(iteration, step);
         const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, lr);
         if (!memory_reported) runtime.report_memory("after the first step");
         memory_reported = true;
@@ -568,32 +480,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         raise_test_stop(world, "signal-after-step", step);
         const std::int64_t consumed = step * c.global_batch_size;
         if (root) {
-          const train::SpinMetrics& s = m.spin;
-          const std::string gen_rate =
-              m.generated_tokens > 0 ? cat(" (", std::llround(m.generation_tokens_per_second), " tok/s)") : "";
-          const std::string mfu = c.peak_tflops > 0.0 ? cat(" (MFU ", std::llround(100.0 * m.tflops_per_rank / c.peak_tflops), "%)") : "";
-          // A mixture of experts' busiest and idlest expert against the mean, its balance loss; under expert
-          // parallelism the busiest rank's experts against the ranks' mean.
-          char load[128] = "", ranks[32] = "";
-          if (m.expert_rank_load_max > 0.0) {
-            std::snprintf(ranks, sizeof ranks, " (ranks %.2fx)", m.expert_rank_load_max);
-          }
-          if (m.expert_load_max > 0.0) {
-            std::snprintf(load, sizeof load, " | experts %.2f-%.2fx%s balance %.4f", m.expert_load_min,
-                          m.expert_load_max, ranks, m.balance_loss);
-          }
-          std::printf(
-              "iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
-              "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
-              "%.0f tok/s, %.3g TFLOP/s a rank%s | gen %.2fs%s ref %.2fs train %.2fs%s | eta %s%s\n",
-              static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1), static_cast<long long>(step),
-              static_cast<long long>(total_steps), s.loss, s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
-              s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr, m.grad_norm,
-              m.tokens_per_second, m.tflops_per_rank, mfu.c_str(), m.seconds_generation, gen_rate.c_str(),
-              m.seconds_reference, m.seconds_training, load, eta(step).c_str(),
-              m.applied ? "" : " | skipped (non-finite)");
-          std::fflush(stdout);
-          metrics->record("train", iteration, epoch, step, consumed, s, &m);
+          print_step(iteration, epoch, step, total_steps, m, c.peak_tflops, eta(step));
+          metrics->record("train", iteration, epoch, step, consumed, m.spin, &m);
         }
         if (c.validation_interval > 0 && step % c.validation_interval == 0) {
           validate(iteration, epoch, step, consumed);
@@ -615,13 +503,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       const auto responses = trainer.iteration_responses();  // collective: the left-out ones generated
       const fs::path file = fs::path(c.save_dir) / "generations" / cat("iteration_", iteration + 1, ".jsonl");
       if (root) {
-        write_generations(file, train_data.examples, responses, tokenizer.get(), prompt_format);
+        write_generations(file, plan.train_data.examples, responses, plan.tokenizer.get(), plan.prompt_format);
         std::printf("spin train: iteration %lld's responses in %s\n", static_cast<long long>(iteration + 1),
                     file.c_str());
       }
     }
     trainer.sync_reference();
-    save_policy(dir, source->dir, mc, policy, grid, save_format);  // = the reference now (LoRA: the adapters merged)
+    save_policy(dir, plan.source.dir, mc, policy, grid,
+                plan.save_format);  // = the reference now (LoRA: the adapters merged)
     // The next iteration a run of its own; LoRA's fresh adapters have no history either.
     if (c.reset_each_iteration || lora.enabled()) optimizer.reset_state();
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
