@@ -81,7 +81,7 @@ struct SftOptions {
   double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
   int max_nonfinite = 10;
-  std::uint64_t seed = 1234;
+  std::int64_t seed = 1234;  // signed: "-1" is refused, not wrapped to 2^64 - 1
   bool no_shuffle = false;
   std::int64_t log_interval = 1;
   std::string validation;          // validation data (empty: none)
@@ -259,6 +259,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
           "spin sft: --adam-beta1 and --adam-beta2 must be in [0, 1), got ", o.beta1, " and ", o.beta2);
   require(o.eps > 0.0f, "spin sft: --adam-eps must be > 0, got ", o.eps);
   require(o.weight_decay >= 0.0f, "spin sft: --weight-decay must not be negative, got ", o.weight_decay);
+  require(o.seed >= 0, "spin sft: --seed must not be negative, got ", o.seed);
   require(o.max_prompt_tokens >= 0 && o.max_response_tokens >= 0,
           "spin sft: --max-prompt-tokens and --max-response-tokens must not be negative (0: no limit)");
   require(!o.save_dir.empty() || (o.save_interval == 0 && !o.resume && o.exit_duration_mins == 0.0),
@@ -341,7 +342,7 @@ StepBatch step_batch(const SftOptions& o, const data::BatchPlan& plan, const std
     }
     batch.micro_batches.push_back(model::TokenBatch::pack(seqs));
     batch.micro_batches.back().dropout_seed =
-        model::TokenBatch::step_dropout_seed(o.seed, static_cast<std::uint64_t>(step));
+        model::TokenBatch::step_dropout_seed(static_cast<std::uint64_t>(o.seed), static_cast<std::uint64_t>(step));
   }
   return batch;
 }
@@ -397,8 +398,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (!o.validation.empty()) {
       validation = data::load_examples(o.validation, tokenizer.get(), tmpl, limits, shard->config.vocab_size, reading);
     }
-    plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
-                 grid.dp_size(), o.seed, !o.no_shuffle);
+    plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch, grid.dp_size(),
+                 static_cast<std::uint64_t>(o.seed), !o.no_shuffle);
     // Cut by tokens, a replica's micro-batches are split to reach pp (data::cut_micro_batches), which its
     // sequences must allow.
     check_interleaved_step("spin sft: --vpp", o.vpp, grid.pp_size(),
@@ -458,7 +459,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     if (loaded.empty()) {
       load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
-      if (adapters) adapters->init_random(o.seed, 0.0f);
+      if (adapters) adapters->init_random(static_cast<std::uint64_t>(o.seed), 0.0f);
       return;
     }
     const ckpt::CheckpointReader reader(loaded);

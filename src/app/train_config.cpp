@@ -360,6 +360,8 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
   require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
           c.precision, "'");
   check_frozen_dtype(c.frozen_dtype, "spin train: model.frozen_dtype");
+  require(c.data_seed >= 0 && c.sampling_seed >= 0,
+          "spin train: data.seed and sampling.seed must not be negative, got ", c.data_seed, " and ", c.sampling_seed);
   require(c.attention_backend == "auto" || c.attention_backend == "simt" || c.attention_backend == "unfused",
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",

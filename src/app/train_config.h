@@ -24,7 +24,7 @@ struct TrainConfig {
   std::string overlong = "drop";
   bool skip_bad_lines = false;
   int data_workers = 0;  // threads tokenizing the data (0: one a CPU this rank may run on, at most 16)
-  std::uint64_t data_seed = 1234;
+  std::int64_t data_seed = 1234;  // signed: "-1" is refused, not wrapped to 2^64 - 1
   bool shuffle = true;
   // [spin]
   std::string kl_penalty = "0.1";
@@ -89,7 +89,7 @@ struct TrainConfig {
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f, min_p = 0.0f;
   std::string end_strings;  // a JSON list of strings
   std::int64_t top_k = 0, max_new_tokens = 256, min_new_tokens = 0;
-  std::uint64_t sampling_seed = 1234;
+  std::int64_t sampling_seed = 1234;  // likewise
   // [checkpoint]
   std::string save_dir;
   std::string save_dtype = "f32";

@@ -134,7 +134,7 @@ train::SpinConfig spin_settings(const TrainConfig& c, const parallel::ProcessGri
       "spin.save_generations writes an iteration's one response per prompt: it needs spin.reuse_generations = true");
   spin.cache_ref_logprobs = c.cache_ref_logprobs;
   spin.overlap_p2p_comm = c.overlap_p2p_comm;
-  spin.seed = c.data_seed;
+  spin.seed = static_cast<std::uint64_t>(c.data_seed);
   spin.shuffle = c.shuffle;
   generate::GenerationParams& g = spin.generation;
   g.sampling = {.greedy = c.greedy,
@@ -145,7 +145,7 @@ train::SpinConfig spin_settings(const TrainConfig& c, const parallel::ProcessGri
                 .min_p = c.min_p};
   g.max_new_tokens = c.max_new_tokens;
   g.min_new_tokens = c.min_new_tokens;
-  g.seed = c.sampling_seed;
+  g.seed = static_cast<std::uint64_t>(c.sampling_seed);
   g.eos_ids = stop_ids(plan.source.dir, mc, plan.tokenizer.get(), plan.prompt_format);  // as the real responses end
   if (!c.end_strings.empty()) {
     const nlohmann::json list = nlohmann::json::parse(c.end_strings, nullptr, false);

@@ -162,6 +162,8 @@ def case_bad_input(args, tmp):
     e("top-p-zero", cmd(args.prompts, "--top-p", "0"), r"top_p must be in \(0, 1\], got 0")
     e("min-p-above-one", cmd(args.prompts, "--min-p", "2"), r"min_p must be in \[0, 1\] \(0 disables it\), got 2")
     e("negative-temperature", cmd(args.prompts, "--temperature", "-1"), r"temperature must be > 0, got -1")
+    # Read into an unsigned integer, "-1" was 2^64 - 1 without a word.
+    e("negative-seed", cmd(args.prompts, "--seed", "-1"), r"spin generate: --seed must not be negative, got -1")
     e("eos-outside-vocab", cmd(args.prompts, "--eos-ids", "2,999"), r"EOS id 999 is outside the vocabulary")
     e("min-above-max", cmd(args.prompts, "--min-new-tokens", "50", "--max-new-tokens", "10"),
       r"min_new_tokens must be in \[0, max_new_tokens = 10\], got 50")

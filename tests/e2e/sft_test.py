@@ -270,6 +270,7 @@ def case_bad_input(args, tmp):
     # infinite LoRA alpha gave NaN at the first step.
     e("negative-save-max-shard-size", cmd("--save-max-shard-size", "-1"),
       r"spin sft: --save-max-shard-size must be positive, got -1")
+    e("negative-seed", cmd("--seed", "-1"), r"spin sft: --seed must not be negative, got -1")
     e("negative-decay-steps", cmd("--lr-decay-steps", "-5"),
       r"spin sft: --lr-decay-steps must not be negative \(0: the last step\), got -5")
     e("infinite-lora-alpha", cmd("--lora-rank", "2", "--lora-alpha", "inf"),
