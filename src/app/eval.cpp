@@ -71,7 +71,6 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
   data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
   require(o.batch_tokens >= 0, "spin eval: --batch-tokens must not be negative");
-  generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin eval: --max-step-tokens");
   require(o.logits_chunk_rows >= 0, "spin eval: --logits-chunk-rows must be 0 (off) or positive");
   o.runtime.check();
   return o;
@@ -93,6 +92,8 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   data::LoadedExamples data;
   generate::GenerationParams greedy;
   parallel::run_collectively(world, [&] {
+    // Here, where the layout is known to be sound (its pipeline stages divide the batch).
+    generate::check_step_tokens(o.max_step_tokens, o.batch_size, grid.pp_size(), "spin eval: --max-step-tokens");
     source = model_source(o.model, o.adapter, world.rank() == 0);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;

@@ -136,7 +136,6 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   require(o.num_samples >= 1, "spin generate: --num-samples must be at least 1, got ", o.num_samples);
   require(o.seed >= 0, "spin generate: --seed must not be negative, got ", o.seed);
   g.seed = static_cast<std::uint64_t>(o.seed);
-  generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin generate: --max-step-tokens");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   data::RecordColumns::parse(o.columns, "--columns", o.spin_data);  // well-formed
   o.eos_given = !o.eos_ids.empty();
@@ -291,6 +290,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::unique_ptr<data::Tokenizer> tokenizer;
   data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // --template, resolved: how responses read
   parallel::run_collectively(world, [&] {
+    // Here, where the layout is known to be sound (its pipeline stages divide the batch).
+    generate::check_step_tokens(o.max_step_tokens, o.batch_size, grid.pp_size(), "spin generate: --max-step-tokens");
     source = model_source(o.model, o.adapter, root);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
     tokenizer = load_tokenizer(source->dir, shard->config);

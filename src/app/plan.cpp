@@ -155,6 +155,8 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     const PlanOptions& o = *options;
     capacity = train::parse_bytes(o.gpu_mem);
     require(capacity > 0, "spin plan: --gpu-mem must be positive, got ", o.gpu_mem);
+    require(o.tp >= 1 && o.pp >= 1 && o.dp >= 1, "spin plan: --tp, --pp and --dp must be at least 1, got ", o.tp, ", ",
+            o.pp, " and ", o.dp);  // first: the checks below divide by them
     request.config = load_config(o.model);
     request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep, request.vpp = o.vpp;
     request.balanced_layers = o.pp_layers == "balanced";

@@ -84,6 +84,9 @@ def case_bad_input(args, tmp):
     write_jsonl(long_prompt, [{"prompt": [5, 6], "response": [7]}, {"prompt": [5] * 505, "response": [7]}])
     expect_error(args.mpiexec, "no-room", cmd(long_prompt, "--max-new-tokens", "10"),
                  r"long\.jsonl:2: the prompt leaves no room for 10 new tokens", 2, out)
+    # --pp 0 divided by zero (SIGFPE) checking --max-step-tokens before the layout was.
+    expect_error(args.mpiexec, "zero-pipeline-stages", cmd(long_prompt, "--pp", "0"),
+                 r"invalid parallel layout: tp 1, pp 0, dp 0 \(each must be at least 1\)", 2, out)
 
 
 def main():

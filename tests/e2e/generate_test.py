@@ -164,6 +164,8 @@ def case_bad_input(args, tmp):
     e("negative-temperature", cmd(args.prompts, "--temperature", "-1"), r"temperature must be > 0, got -1")
     # Read into an unsigned integer, "-1" was 2^64 - 1 without a word.
     e("negative-seed", cmd(args.prompts, "--seed", "-1"), r"spin generate: --seed must not be negative, got -1")
+    # Divided by zero (SIGFPE) checking --max-step-tokens before the layout was.
+    e("zero-pipeline-stages", cmd(args.prompts, "--pp", "0"), r"invalid parallel layout: tp 1, pp 0, dp 0")
     e("eos-outside-vocab", cmd(args.prompts, "--eos-ids", "2,999"), r"EOS id 999 is outside the vocabulary")
     e("min-above-max", cmd(args.prompts, "--min-new-tokens", "50", "--max-new-tokens", "10"),
       r"min_new_tokens must be in \[0, max_new_tokens = 10\], got 50")

@@ -281,6 +281,8 @@ def case_cli(args, tmp):
     # were planned.
     e("infinite-size", ["--gpu-mem", "inf"], r"\"inf\" is not a size")
     e("zero-size", ["--gpu-mem", "0"], r"spin plan: --gpu-mem must be positive, got 0")
+    e("zero-pipeline-stages", ["--pp", "0", "--seq", "64"],  # divided by zero (SIGFPE) checking the rollout's step tokens
+      r"spin plan: --tp, --pp and --dp must be at least 1, got 1, 0 and 4", short)
     e("negative-batch", ["--rollout-batch", "-1"],
       r"spin plan: --global-batch and --rollout-batch must not be negative \(0: the default\), got 64 and -1")
     e("negative-seq", ["--seq", "-1"], r"spin plan: --seq \(-1\) must be at least 2 tokens", short)
