@@ -33,6 +33,10 @@ model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, do
   lora.rslora = rslora;
   lora.dropout = dropout;
   const std::string setting = prefix + "targets";
+  // A LoRA update of a rank above the hidden size adds parameters, not expressiveness (a rank of 2^63 - 1 was a
+  // "negative dimension" at the first allocation).
+  require(rank <= model.hidden_size, prefix, "rank = ", rank, " is above the model's hidden size ", model.hidden_size,
+          ": an update B A of a larger rank is no more expressive, only larger");
   lora.targets = model::parse_lora_targets(targets, setting.c_str());
   if (rank > 0) lora.targets = model::lora_targets_of_model(model, lora.targets, targets, setting.c_str());
   lora.validate(prefix.c_str());

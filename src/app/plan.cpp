@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -117,6 +118,18 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   require(o.seq >= 2, "spin plan: --seq (", o.seq, ") must be at least 2 tokens: a prompt's and a response's");
   require(o.global_batch >= 0 && o.rollout_batch >= 0, "spin plan: --global-batch and --rollout-batch must not be ",
           "negative (0: the default), got ", o.global_batch, " and ", o.rollout_batch);
+  // A count whose bytes do not fit in 64 bits was planned as nonsense (a micro-batch of 2^63 - 1 prompts as "-2
+  // sequences" that fit): 2^32 tokens a sequence, micro-batch, step or rollout are beyond any GPU's memory.
+  constexpr std::int64_t kMaxTokens = std::int64_t{1} << 32;
+  require(o.seq <= kMaxTokens, "spin plan: --seq ", o.seq, " is more than 2^32 tokens");
+  for (const auto& [name, count, tokens_each] :
+       {std::tuple{"--micro-batch", o.micro_batch, 2 * o.seq}, std::tuple{"--global-batch", o.global_batch, 2 * o.seq},
+        std::tuple{"--rollout-batch", o.rollout_batch, o.seq},
+        std::tuple{"--micro-batch-tokens", o.micro_batch_tokens, std::int64_t{1}},
+        std::tuple{"--rollout-step-tokens", o.rollout_step_tokens, std::int64_t{1}}}) {
+    require(count <= kMaxTokens / tokens_each, "spin plan: ", name, " ", count, " at --seq ", o.seq,
+            " is more than 2^32 tokens, beyond any GPU's memory");
+  }
   require(o.prompt >= 0 && o.prompt <= o.seq, "spin plan: --prompt (", o.prompt,
           ") must be in [0, --seq = ", o.seq, "]: a prompt is part of its sequence");
   check_frozen_dtype(o.frozen_dtype, "spin plan: --frozen-dtype");

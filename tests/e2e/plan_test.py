@@ -281,6 +281,11 @@ def case_cli(args, tmp):
     # were planned.
     e("infinite-size", ["--gpu-mem", "inf"], r"\"inf\" is not a size")
     e("zero-size", ["--gpu-mem", "0"], r"spin plan: --gpu-mem must be positive, got 0")
+    # Bytes beyond 64 bits were planned as nonsense that fits ("-2 sequences", negative activations).
+    e("huge-micro-batch", ["--seq", "64", "--micro-batch", "9223372036854775807"],
+      r"spin plan: --micro-batch 9223372036854775807 at --seq 64 is more than 2\^32 tokens", short)
+    e("lora-rank-above-hidden", ["--seq", "64", "--lora-rank", "9223372036854775807"],
+      r"spin plan: --lora-rank = 9223372036854775807 is above the model's hidden size \d+", short)
     e("zero-pipeline-stages", ["--pp", "0", "--seq", "64"],  # divided by zero (SIGFPE) checking the rollout's step tokens
       r"spin plan: --tp, --pp and --dp must be at least 1, got 1, 0 and 4", short)
     e("negative-batch", ["--rollout-batch", "-1"],

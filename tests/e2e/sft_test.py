@@ -271,6 +271,9 @@ def case_bad_input(args, tmp):
     e("negative-save-max-shard-size", cmd("--save-max-shard-size", "-1"),
       r"spin sft: --save-max-shard-size must be positive, got -1")
     e("negative-seed", cmd("--seed", "-1"), r"spin sft: --seed must not be negative, got -1")
+    # Above the hidden size an adapter is larger, not more expressive (2^63 - 1 was a "negative dimension").
+    e("lora-rank-above-hidden", cmd("--lora-rank", "9223372036854775807"),
+      r"spin sft: --lora-rank = 9223372036854775807 is above the model's hidden size 64")
     e("negative-decay-steps", cmd("--lr-decay-steps", "-5"),
       r"spin sft: --lr-decay-steps must not be negative \(0: the last step\), got -5")
     e("infinite-lora-alpha", cmd("--lora-rank", "2", "--lora-alpha", "inf"),
