@@ -246,9 +246,9 @@ namespace {
 // through a reference, which would reload it every element.
 bool quantize_fp8_band(const float* w, std::int64_t rows, std::int64_t cols, std::int64_t block_rows,
                        std::int64_t block_cols, std::int64_t i, float* scales, std::uint8_t* codes) {
-  const std::int64_t grid_cols = (cols + block_cols - 1) / block_cols;
+  const std::int64_t grid_cols = block_grid(rows, cols, block_rows, block_cols)[1];
   std::vector<float> amax(static_cast<std::size_t>(grid_cols), 0.0f);
-  const std::int64_t r0 = i * block_rows, r1 = std::min(rows, r0 + block_rows);
+  const std::int64_t r0 = i * block_rows, r1 = r0 + std::min(block_rows, rows - r0);  // (r0 + block may overflow)
   bool finite = true;
   for (std::int64_t r = r0; r < r1; ++r) {
     for (std::int64_t j = 0; j < grid_cols; ++j) {
@@ -293,7 +293,7 @@ BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::in
   });
   const auto bad_band = std::find(finite.begin(), finite.end(), 0);
   if (bad_band != finite.end()) {
-    const std::int64_t r0 = (bad_band - finite.begin()) * block_rows, r1 = std::min(rows, r0 + block_rows);
+    const std::int64_t r0 = (bad_band - finite.begin()) * block_rows, r1 = r0 + std::min(block_rows, rows - r0);
     const float* bad = std::find_if(w + r0 * cols, w + r1 * cols, [](float v) { return !std::isfinite(v); });
     const std::int64_t at = bad - w;
     fail("tensor \"", name, "\" holds ", *bad, " at [", at / cols, ", ", at % cols,

@@ -40,7 +40,8 @@ inline std::string scale_name(const std::string& weight) { return weight + "_sca
 // The scale grid of a [rows, cols] matrix in blocks of [block_rows, block_cols]: [ceil(rows / block_rows),
 // ceil(cols / block_cols)], the last blocks in each direction smaller.
 inline Shape block_grid(std::int64_t rows, std::int64_t cols, std::int64_t block_rows, std::int64_t block_cols) {
-  return {(rows + block_rows - 1) / block_rows, (cols + block_cols - 1) / block_cols};
+  // Rounded up without forming rows + block - 1, which overflowed for a block of 2^63 - 1 (a grid of [0, 0]).
+  return {rows / block_rows + (rows % block_rows != 0), cols / block_cols + (cols % block_cols != 0)};
 }
 
 // W [rows, cols] block-scaled to FP8 as those checkpoints hold it (DeepSeek-V3's quantization): each block of

@@ -175,5 +175,25 @@ TEST(Fp8Blocks, AnyNumberOfThreadsGivesOneThreadsCodesAndItsFirstError) {
   EXPECT_NE(negative.find("FP8 quantization threads must be >= 0, got -1"), std::string::npos) << negative;
 }
 
+// A block larger than the matrix is one block (spin ckpt export-hf --fp8-block takes any positive size): the grid
+// rounded up without overflow -- ceil by (n + block - 1) / block made a block of 2^63 - 1 a grid of [0, 0], whose
+// empty scales a reader then indexed -- and its codes those of a block of the matrix's own size.
+TEST(Fp8Blocks, ABlockLargerThanTheMatrixIsOneBlock) {
+  constexpr std::int64_t kHuge = std::numeric_limits<std::int64_t>::max();
+  EXPECT_EQ(block_grid(301, 190, kHuge, kHuge), (Shape{1, 1}));
+  EXPECT_EQ(block_grid(301, 190, 16, kHuge), (Shape{19, 1}));
+  EXPECT_EQ(block_grid(301, 190, 16, 64), (Shape{19, 3}));
+  EXPECT_EQ(block_grid(256, 128, 128, 128), (Shape{2, 1}));
+  const std::int64_t rows = 37, cols = 23;
+  std::vector<float> w(static_cast<std::size_t>(rows * cols));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::cos(static_cast<float>(i) * 0.11f) * (1.0f + i % 5);
+  std::vector<std::uint8_t> huge(w.size()), exact(w.size());
+  const BlockScales got = quantize_fp8_blocks("w", w.data(), rows, cols, kHuge, kHuge, huge.data(), 1);
+  const BlockScales want = quantize_fp8_blocks("w", w.data(), rows, cols, rows, cols, exact.data(), 1);
+  ASSERT_EQ(got.scales.size(), 1u);
+  EXPECT_EQ(got.scales, want.scales);
+  EXPECT_EQ(huge, exact);
+}
+
 }  // namespace
 }  // namespace spin::ckpt
