@@ -99,6 +99,29 @@ struct SftOptions {
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
+// The optimizer's options, checked.
+train::OptimizerConfig optimizer_settings(const SftOptions& o) {
+  train::OptimizerConfig oc;
+  oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
+  oc.alpha = o.alpha;
+  oc.beta1 = o.beta1;
+  oc.beta2 = o.beta2;
+  oc.eps = o.eps;
+  oc.weight_decay = o.weight_decay;
+  oc.decay_embeddings = !o.no_decay_embeddings;
+  oc.clip_grad = o.clip_grad;
+  oc.distributed = o.distributed_optimizer;
+  oc.overlap_grad_reduce = o.overlap_grad_reduce;
+  oc.max_nonfinite_in_a_row = o.max_nonfinite;
+  oc.validate({.alpha = "spin sft: --rmsprop-alpha",
+               .betas = "spin sft: --adam-beta1 and --adam-beta2",
+               .eps = "spin sft: --adam-eps",
+               .weight_decay = "spin sft: --weight-decay",
+               .clip_grad = "spin sft: --clip-grad",
+               .max_nonfinite = "spin sft: --max-nonfinite-steps"});
+  return oc;
+}
+
 std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   SftOptions o;
   po::options_description desc("spin sft options");
@@ -248,17 +271,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
   require(o.eval_interval >= 0, "spin sft: --eval-interval must not be negative");
   require(o.eval_interval == 0 || !o.validation.empty(), "spin sft: --eval-interval needs --validation");
-  require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
-  require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
   require(o.save_interval >= 0, "spin sft: --save-interval must not be negative");
   require(o.keep_last >= 0, "spin sft: --keep-last must not be negative");
-  train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");  // a known name, before any work
-  require(o.alpha >= 0.0f && o.alpha < 1.0f, "spin sft: --rmsprop-alpha must be in [0, 1), got ", o.alpha);
-  // torch.optim's bounds; eps > 0 besides: a weight whose gradient stays 0 would take 0 / 0.
-  require(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f,
-          "spin sft: --adam-beta1 and --adam-beta2 must be in [0, 1), got ", o.beta1, " and ", o.beta2);
-  require(o.eps > 0.0f, "spin sft: --adam-eps must be > 0, got ", o.eps);
-  require(o.weight_decay >= 0.0f, "spin sft: --weight-decay must not be negative, got ", o.weight_decay);
+  optimizer_settings(o);  // a known optimizer and its settings in bounds, before any work
   require(o.seed >= 0, "spin sft: --seed must not be negative, got ", o.seed);
   require(o.max_prompt_tokens >= 0 && o.max_response_tokens >= 0,
           "spin sft: --max-prompt-tokens and --max-response-tokens must not be negative (0: no limit)");
@@ -269,22 +284,6 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   check_frozen_dtype(o.frozen_dtype, "spin sft: --frozen-dtype");
   o.output = through_links(o.output);  // a link to the output directory: its target replaced, the link kept
   return o;
-}
-
-train::OptimizerConfig optimizer_settings(const SftOptions& o) {
-  train::OptimizerConfig oc;
-  oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
-  oc.alpha = o.alpha;
-  oc.beta1 = o.beta1;
-  oc.beta2 = o.beta2;
-  oc.eps = o.eps;
-  oc.weight_decay = o.weight_decay;
-  oc.decay_embeddings = !o.no_decay_embeddings;
-  oc.clip_grad = o.clip_grad;
-  oc.distributed = o.distributed_optimizer;
-  oc.overlap_grad_reduce = o.overlap_grad_reduce;
-  oc.max_nonfinite_in_a_row = o.max_nonfinite;
-  return oc;
 }
 
 // On rank 0, before training: --output is written as <output>.tmp and renamed over <output> at the end -- what

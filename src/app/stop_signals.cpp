@@ -45,7 +45,9 @@ void set_time_limit(double minutes, const std::string& setting) {
   require(std::isfinite(minutes) && minutes >= 0.0, setting, " must be a number of minutes >= 0 (0: no limit), got ",
           minutes);
   time_limit.reset();
-  if (minutes == 0.0) return;
+  // 10^8 minutes is 190 years: a limit beyond that never comes, and converting it to the clock's nanoseconds
+  // overflowed (1e300 was a deadline in the past: a stop after the first step).
+  if (minutes == 0.0 || minutes > 1e8) return;
   const auto span = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double, std::ratio<60>>(minutes));
   time_limit = TimeLimit{std::chrono::steady_clock::now() + span, cat(setting, " = ", minutes)};

@@ -51,17 +51,9 @@ ModelShard train_shard(const TrainConfig& c, const parallel::ProcessGrid& grid, 
   return shard;
 }
 
-// The optimizer's, the checkpoints' and the data's bounds.
+// The checkpoints' and the data's bounds.
 void check_settings(const TrainConfig& c) {
   require(c.save_max_shard_size > 0, "checkpoint.save_max_shard_size must be positive, got ", c.save_max_shard_size);
-  require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
-  // torch.optim's bounds; eps > 0 besides: a weight whose gradient stays 0 would take 0 / 0.
-  require(c.adam_beta1 >= 0.0f && c.adam_beta1 < 1.0f && c.adam_beta2 >= 0.0f && c.adam_beta2 < 1.0f,
-          "optim.beta1 and optim.beta2 must be in [0, 1), got ", c.adam_beta1, " and ", c.adam_beta2);
-  require(c.adam_eps > 0.0f, "optim.eps must be > 0, got ", c.adam_eps);
-  require(c.weight_decay >= 0.0f, "optim.weight_decay must not be negative, got ", c.weight_decay);
-  require(c.clip_grad >= 0.0, "optim.clip_grad must not be negative (0: off), got ", c.clip_grad);
-  require(c.max_nonfinite_steps >= 1, "optim.max_nonfinite_steps must be at least 1, got ", c.max_nonfinite_steps);
   require(c.save_interval >= 0 && c.keep_last >= 0 && c.validation_interval >= 0,
           "checkpoint.save_interval, checkpoint.keep_last and spin.validation_interval must not be negative (0: "
           "their default behaviour), got ",
@@ -71,6 +63,7 @@ void check_settings(const TrainConfig& c) {
           c.max_prompt_tokens, " and ", c.max_response_tokens);
 }
 
+// The [optim] section, checked.
 train::OptimizerConfig optimizer_settings(const TrainConfig& c) {
   train::OptimizerConfig oc;
   oc.algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
@@ -84,6 +77,12 @@ train::OptimizerConfig optimizer_settings(const TrainConfig& c) {
   oc.distributed = c.distributed_optimizer;
   oc.overlap_grad_reduce = c.overlap_grad_reduce;
   oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
+  oc.validate({.alpha = "optim.alpha",
+               .betas = "optim.beta1 and optim.beta2",
+               .eps = "optim.eps",
+               .weight_decay = "optim.weight_decay",
+               .clip_grad = "optim.clip_grad",
+               .max_nonfinite = "optim.max_nonfinite_steps"});
   return oc;
 }
 
@@ -170,6 +169,8 @@ std::vector<train::LrSchedule> lr_schedules(const TrainConfig& c, const train::R
           c.peak_tflops);
   require(c.warmup_ratio == 0.0 || c.warmup_steps == 0,
           "optim.warmup_ratio and optim.warmup_steps are both set; give one");
+  require(c.wsd_decay_ratio >= 0.0 && c.wsd_decay_ratio <= 1.0, "optim.wsd_decay_ratio must be in [0, 1], got ",
+          c.wsd_decay_ratio);
   require(c.wsd_decay_ratio == 0.0 || c.wsd_decay_steps == 0,
           "optim.wsd_decay_ratio and optim.wsd_decay_steps are both set; give one");
   require(c.lr_decay_steps >= 0, "optim.decay_steps must not be negative (0: the last step), got ", c.lr_decay_steps);

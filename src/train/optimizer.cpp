@@ -20,6 +20,16 @@ const char* optimizer_algorithm_name(OptimizerAlgorithm algorithm) {
   return algorithm == OptimizerAlgorithm::AdamW ? "adamw" : "rmsprop";
 }
 
+void OptimizerConfig::validate(const Names& names) const {
+  require(alpha >= 0.0f && alpha < 1.0f, names.alpha, " must be in [0, 1), got ", alpha);
+  require(beta1 >= 0.0f && beta1 < 1.0f && beta2 >= 0.0f && beta2 < 1.0f, names.betas, " must be in [0, 1), got ",
+          beta1, " and ", beta2);
+  require(eps > 0.0f, names.eps, " must be > 0, got ", eps);
+  require(weight_decay >= 0.0f, names.weight_decay, " must not be negative, got ", weight_decay);
+  require(clip_grad >= 0.0, names.clip_grad, " must not be negative (0: off), got ", clip_grad);
+  require(max_nonfinite_in_a_row >= 1, names.max_nonfinite, " must be at least 1, got ", max_nonfinite_in_a_row);
+}
+
 Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid& grid,
                      model::ModelWeights& params, model::ModelWeights& grads,
                      const kernels::Kernels& k)

@@ -59,6 +59,15 @@ struct OptimizerConfig {
   // inside MPI calls (docs/training.md).
   bool overlap_grad_reduce = false;
   int max_nonfinite_in_a_row = 10;          // then the run stops with an error
+
+  // The settings' names in a command's own words, for validate's errors ("optim.eps", "spin sft: --adam-eps").
+  struct Names {
+    std::string alpha, betas, eps, weight_decay, clip_grad, max_nonfinite;
+  };
+  // Throws spin::Error naming the setting: torch.optim's bounds (alpha and the betas in [0, 1), a weight decay
+  // >= 0), and eps > 0 besides (a weight whose gradient stays 0 would take 0 / 0); clip_grad >= 0 (0: off); at
+  // least one non-finite step before the run stops.
+  void validate(const Names& names) const;
 };
 
 struct OptimizerStep {

@@ -337,6 +337,8 @@ def case_config(args, tmp):
     e("warmup-twice", ["--optim.warmup_steps", "3", "--optim.warmup_ratio", "0.1"],
       r"optim\.warmup_ratio and optim\.warmup_steps are both set")
     e("warmup-ratio", ["--optim.warmup_ratio", "1.5"], r"optim\.warmup_ratio must be in \[0, 1\), got 1\.5")
+    # A ratio of 1e300 was cast to steps with undefined behaviour; NaN was read as "no ratio".
+    e("wsd-decay-ratio", ["--optim.wsd_decay_ratio", "nan"], r"optim\.wsd_decay_ratio must be in \[0, 1\], got nan")
     e("bad-generations", ["--spin.generations", "model"], r"spin\.generations \"model\" is not reference or data")
     e("generations-no-field", ["--spin.generations", "data"],
       r"train\.jsonl:1: prompt/response text records carry no generated response")

@@ -27,6 +27,13 @@ TEST(StopSignals, ATimeLimitStopsOnlyAfterProgress) {
   EXPECT_EQ(stop_reason(), "the time limit (checkpoint.exit_duration_mins = 1e-09 min)");
   set_time_limit(0.0, "checkpoint.exit_duration_mins");
   EXPECT_FALSE(stop_agreed(world));
+  // Beyond the clock's nanoseconds (2^63: 292 years) a limit never comes -- its conversion overflowed into a deadline
+  // in the past, a stop after the first step.
+  for (double minutes : {1e12, 1e300}) {
+    set_time_limit(minutes, "checkpoint.exit_duration_mins");
+    EXPECT_FALSE(stop_agreed(world, true)) << minutes;
+  }
+  set_time_limit(0.0, "checkpoint.exit_duration_mins");
   EXPECT_THROW(set_time_limit(-1.0, "x"), Error);
   EXPECT_THROW(set_time_limit(std::numeric_limits<double>::quiet_NaN(), "x"), Error);
   EXPECT_THROW(set_time_limit(std::numeric_limits<double>::infinity(), "x"), Error);
