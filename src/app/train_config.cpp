@@ -5,8 +5,10 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "app/options.h"
@@ -336,8 +338,13 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
     }
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      require(in.good(), path, ": cannot open the configuration file");
+      std::ifstream file(path);
+      require(file.good(), path, ": cannot open the configuration file");
+      std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+      // A UTF-8 byte order mark, as Windows editors write one, is not part of the first line (boost read it as
+      // "an invalid line '[model]'", the mark invisible).
+      if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
+      std::istringstream in(text);
       try {
         po::store(po::parse_config_file(in, table.desc(), false), vm);
       } catch (const po::error& e) {

@@ -2,6 +2,7 @@
 
 #include <limits>
 #include <memory>
+#include <string_view>
 
 #include "core/error.h"
 #include "data/decompress_stream.h"
@@ -35,6 +36,12 @@ void for_each_line_until(const std::string& path,
 
 bool is_json_array(const std::string& path) {
   const std::unique_ptr<std::istream> in = open_data_file(path);
+  // A UTF-8 byte order mark (Windows editors write one, and the JSON parser skips it) is not the first character:
+  // an array after it was read as JSONL, its one line "expected a JSON object".
+  if (in->peek() == 0xEF) {
+    char mark[3] = {};
+    if (!in->read(mark, 3) || std::string_view(mark, 3) != "\xEF\xBB\xBF") return false;
+  }
   char c = 0;
   while (in->get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
   }

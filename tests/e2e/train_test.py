@@ -276,6 +276,12 @@ def case_config(args, tmp):
         args.mpiexec, name, [args.spin, "train", "--config", cfg] + extra, pattern, 2, os.path.join(out, "metrics.jsonl"))
     e("unknown-key", [], r"edited\.ini: unrecognised option 'spin\.kl_penalti'", with_line("spin", "kl_penalti = 3"))
     e("wrong-type", [], r"edited\.ini: the argument \('two'\) for option 'spin\.max_epochs' is invalid", with_line("spin", "max_epochs = two"))
+    # Written by a Windows editor: a UTF-8 byte order mark first and CRLF line ends; read as without them (the mark
+    # was "an invalid line '[model]'", itself invisible) -- up to the wrong value planted further on.
+    windows = os.path.join(tmp, "windows.ini")
+    with open(windows, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + open(with_line("spin", "max_epochs = two"), "rb").read().replace(b"\n", b"\r\n"))
+    e("windows-ini", [], r"windows\.ini: the argument \('two'\) for option 'spin\.max_epochs' is invalid", windows)
     e("wrong-type-override", ["--optim.lr", "fast"], r"the argument \('fast'\) for option '--optim\.lr' is invalid")
     e("unknown-override", ["--spin.itterations", "3"], r"unrecognised option '--spin\.itterations'")
     e("short-lambda-list", ["--spin.max_iterations", "3"], r"kl_penalty lists 2 values for 3 iterations")

@@ -394,6 +394,16 @@ TEST_F(Examples, JsonArraysReadAsTheirElementsOneAfterAnother) {
   }
   EXPECT_EQ(array.location(array.examples[1]), path_ + ":2");
   EXPECT_TRUE(holds_text(path_));
+  // After a UTF-8 byte order mark (Windows editors write one) too, as an array and as lines: the array had been
+  // read as JSONL, its one line "expected a JSON object".
+  const std::string mark = "\xEF\xBB\xBF";
+  for (const auto& [text, name] :
+       {std::pair{mark + "[" + a + ", " + b + "]", "array"}, std::pair{mark + a + "\n" + b + "\n", "lines"}}) {
+    const auto marked = load(text, PromptTemplate::Chat);
+    ASSERT_EQ(marked.examples.size(), 2u) << name;
+    EXPECT_EQ(marked.examples[1].prompt, lines.examples[1].prompt) << name;
+    EXPECT_EQ(marked.examples[1].response, lines.examples[1].response) << name;
+  }
   const auto skipped = load("[" + a + ", " + bad + ", " + b + "]", PromptTemplate::Chat, {}, true);
   EXPECT_EQ(skipped.examples.size(), 2u);
   EXPECT_EQ(skipped.report.skipped, 1);
