@@ -260,9 +260,20 @@ void CheckpointWriter::commit(const std::map<std::string, std::string>& attribut
   require(ok == 1, "saving ", dir_, " failed on rank 0: ", problem);
 }
 
-CheckpointReader::CheckpointReader(const std::string& path) {
+CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
   require(fs::exists(path), path, ": no such checkpoint");
   const bool merged = fs::is_regular_file(path);
+  require(merged || fs::is_directory(path), path, ": not a checkpoint (a device, FIFO or socket)");
+  if (!merged && !fs::exists(fs::path(path) / kIndex)) {
+    // Said of what is there (it was "index.h5: missing (the checkpoint is incomplete)" for any directory); a
+    // directory with shard files and no index is one that was never committed.
+    require(!fs::exists(fs::path(path) / "config.json"), path,
+            ": a Hugging Face model directory, not a spin checkpoint (spin ckpt import-hf converts one; spin score, "
+            "generate, eval, sft and train read it as it is)");
+    const auto shard = [](const fs::directory_entry& e) { return e.path().filename().string().starts_with("shard_"); };
+    require(std::any_of(fs::directory_iterator(path), fs::directory_iterator(), shard), path,
+            ": not a spin checkpoint (no ", kIndex, ", no shard files)");
+  }
   dir_ = merged ? fs::path(path).parent_path().string() : path;
   if (dir_.empty()) dir_ = ".";
   index_ = merged ? path : (fs::path(path) / kIndex).string();

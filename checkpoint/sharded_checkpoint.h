@@ -82,7 +82,8 @@ class CheckpointReader {
   // naming the file for a missing index, a newer format version, a malformed catalog.
   explicit CheckpointReader(const std::string& path);
 
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_; }        // a merged file's directory
+  const std::string& path() const { return path_; }      // the step directory or the merged file, as given
   std::string attribute(const std::string& name) const;  // throws naming the index if absent
   bool has_attribute(const std::string& name) const { return attributes_.count(name) != 0; }
   const std::map<std::string, std::string>& attributes() const { return attributes_; }
@@ -114,7 +115,7 @@ class CheckpointReader {
   // The shard file `file`, kept open from one read to the next (reads go file by file).
   const h5::File& open(const std::string& file) const;
 
-  std::string dir_, index_;
+  std::string path_, dir_, index_;
   mutable std::string open_name_;
   mutable std::shared_ptr<h5::File> open_file_;
   std::map<std::string, std::string> attributes_;

@@ -175,7 +175,8 @@ model::ModelConfig config_of(const ckpt::CheckpointReader& reader) {
 // ---- inspect ----------------------------------------------------------------------------------
 
 void inspect(const ckpt::CheckpointReader& reader) {
-  std::printf("checkpoint %s (format %s)\n", reader.dir().c_str(), reader.attribute("spin_checkpoint_version").c_str());
+  std::printf("checkpoint %s (format %s)\n", reader.path().c_str(),
+              reader.attribute("spin_checkpoint_version").c_str());
   for (const char* name : {"layout", "training_state", "sft_state"}) {
     if (reader.has_attribute(name)) std::printf("%s: %s\n", name, reader.attribute(name).c_str());
   }

@@ -145,8 +145,26 @@ TEST_F(Checkpoint, MissingShardTruncatedFileAndNewerVersionAreClearErrors) {
             std::string::npos);
   EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "nowhere").string()); }).find("nowhere: no such checkpoint"),
             std::string::npos);
+  // A directory without an index, said of what is there: one of shard files never committed, a Hugging Face
+  // model, anything else.
+  fs::create_directories(dir_ / "uncommitted");
+  std::ofstream((dir_ / "uncommitted" / "shard_tp0_pp0_dp0.h5").string()) << "x";
+  EXPECT_NE(error_of([&] {
+              CheckpointReader r((dir_ / "uncommitted").string());
+            }).find("uncommitted/index.h5: missing (the checkpoint is incomplete)"),
+            std::string::npos);
+  fs::create_directories(dir_ / "hf");
+  std::ofstream((dir_ / "hf" / "config.json").string()) << "{}";
+  EXPECT_NE(error_of([&] {
+              CheckpointReader r((dir_ / "hf").string());
+            }).find("hf: a Hugging Face model directory, not a spin checkpoint (spin ckpt import-hf converts one"),
+            std::string::npos);
   fs::create_directories(dir_ / "empty");
-  EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "empty").string()); }).find("empty/index.h5: missing"),
+  EXPECT_NE(error_of([&] {
+              CheckpointReader r((dir_ / "empty").string());
+            }).find("empty: not a spin checkpoint (no index.h5, no shard files)"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { CheckpointReader r("/dev/null"); }).find("/dev/null: not a checkpoint (a device"),
             std::string::npos);
 }
 
