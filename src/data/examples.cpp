@@ -69,6 +69,26 @@ struct Conversation {
   std::string response;
 };
 
+// A message's content: its text, or -- the OpenAI chat format's, which multimodal models' chat templates take -- a list
+// of parts whose text parts are the text, one after another as those templates join them (an image or another
+// kind of part is an error naming it: the models spin trains read text).
+std::string message_content(const json& m, const std::string& where) {
+  require(m.contains("content"), where, ": missing \"content\"");
+  const json& content = m.at("content");
+  if (content.is_string()) return content.get<std::string>();
+  require(content.is_array(), where,
+          ": \"content\" must be a string or a list of {\"type\": \"text\", \"text\": ...} parts");
+  std::string text;
+  for (const json& part : content) {
+    require(part.is_object() && part.contains("type") && part.at("type").is_string(), where,
+            ": a part of \"content\" must be an object with a \"type\"");
+    const std::string type = part.at("type").get<std::string>();
+    require(type == "text", where, ": \"content\" holds a part of type \"", type, "\": spin reads text alone");
+    text += jsonl::string_field(part, "text", where);
+  }
+  return text;
+}
+
 // The chat messages under `key` ("messages"; "real" or "chosen" in the SPIN data sets; "prompt", "completion").
 std::vector<Message> read_messages(const json& j, const std::string& where, const char* key = "messages") {
   const json& list = j.at(key);
@@ -79,7 +99,7 @@ std::vector<Message> read_messages(const json& j, const std::string& where, cons
     const std::string role = jsonl::string_field(m, "role", where);
     require(role == "system" || role == "user" || role == "assistant", where, ": unknown role \"",
             role, "\" (system, user or assistant)");
-    messages.push_back({role, jsonl::string_field(m, "content", where)});
+    messages.push_back({role, message_content(m, where)});
   }
   return messages;
 }

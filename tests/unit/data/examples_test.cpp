@@ -91,6 +91,24 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
     EXPECT_EQ(pair.examples[0].prompt, want) << truth;
     EXPECT_EQ(pair.examples[0].response, response) << truth;
   }
+  // The OpenAI chat format's content, a list of parts: the text parts' text one after another (was an error:
+  // "content" must be a string); any other part an error naming its type.
+  const auto parts = load(R"({"messages": [{"role": "system", "content": [{"type": "text", "text": "Be "}, )"
+                          R"({"type": "text", "text": "brief."}]}, {"role": "user", "content": [{"type": "text", )"
+                          R"("text": "Hi"}]}, {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}]})",
+                          PromptTemplate::Chat);
+  ASSERT_EQ(parts.examples.size(), 1u);
+  EXPECT_EQ(parts.examples[0].prompt, want);
+  EXPECT_EQ(parts.examples[0].response, response);
+  const std::string image =
+      error_of(R"({"messages": [{"role": "user", "content": [{"type": "image", "url": "a.png"}, )"
+               R"({"type": "text", "text": "Hi"}]}, {"role": "assistant", "content": "Hello"}]})");
+  EXPECT_NE(image.find(path_ + ":1: \"content\" holds a part of type \"image\": spin reads text alone"),
+            std::string::npos)
+      << image;
+  const std::string null = error_of(R"({"messages": [{"role": "user", "content": null}, )"
+                                    R"({"role": "assistant", "content": "Hello"}]})");
+  EXPECT_NE(null.find(path_ + ":1: \"content\" must be a string or a list of"), std::string::npos) << null;
 }
 
 // A record of chat messages [[role, content], ...] as JSON.
