@@ -97,7 +97,7 @@ void check_tiling(const std::string& path, const std::map<std::string, Safetenso
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // (a FIFO's open would wait for a writer)
   require(fd_ >= 0, path, ": cannot open: ", std::strerror(errno));
   struct stat st{};
   if (::fstat(fd_, &st) != 0) {
@@ -106,6 +106,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   }
   size_ = static_cast<std::size_t>(st.st_size);
   try {
+    // (A directory -- an index's weight_map naming "." -- was "cannot map: No such device".)
+    require(S_ISREG(st.st_mode), path, ": not a safetensors file (a directory, device or pipe)");
     require(size_ >= 8, path, ": too short to be a safetensors file (", size_, " bytes)");
     map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     require(map_ != MAP_FAILED, path, ": cannot map: ", std::strerror(errno));

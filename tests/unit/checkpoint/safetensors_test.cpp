@@ -1,6 +1,7 @@
 #include "checkpoint/safetensors.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <filesystem>
@@ -104,6 +105,12 @@ TEST_F(Safetensors, MalformedHeadersAreErrors) {
     std::ofstream(path("short.safetensors")) << "abc";
   }
   EXPECT_NE(open_error(path("short.safetensors")).find("too short"), std::string::npos);
+  // A directory (an index's weight_map naming ".") was "cannot map: No such device"; a named pipe's open waited for a
+  // writer.
+  EXPECT_NE(open_error(dir_.string()).find(": not a safetensors file (a directory, device or pipe)"),
+            std::string::npos);
+  ASSERT_EQ(::mkfifo(path("pipe.safetensors").c_str(), 0600), 0);
+  EXPECT_NE(open_error(path("pipe.safetensors")).find(": not a safetensors file"), std::string::npos);
   EXPECT_NE(open_error(path("missing.safetensors")).find("cannot open"), std::string::npos);
 }
 
