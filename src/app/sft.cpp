@@ -397,6 +397,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (!o.validation.empty()) {
       validation = data::load_examples(o.validation, tokenizer.get(), tmpl, limits, shard->config.vocab_size, reading);
     }
+    // Said here with what was read (the batch plan's own error knows neither the file nor what was left out).
+    require(o.global_batch <= static_cast<std::int64_t>(data.examples.size()), "spin sft: --global-batch-size ",
+            o.global_batch, " exceeds the ", data.examples.size(), " examples of the training data (",
+            data.report.summary(o.train), ")");
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch, grid.dp_size(),
                  static_cast<std::uint64_t>(o.seed), !o.no_shuffle);
     // Cut by tokens, a replica's micro-batches are split to reach pp (data::cut_micro_batches), which its

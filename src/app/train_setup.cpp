@@ -236,6 +236,10 @@ TrainPlan plan_train_run(const TrainConfig& c, const parallel::ProcessGrid& grid
     plan.validation_data =
         data::load_examples(c.validation, plan.tokenizer.get(), plan.prompt_format, limits, mc.vocab_size, reading);
   }
+  // Said here with what was read (the batch plan's own error knows neither the file nor what was left out).
+  require(c.global_batch_size <= static_cast<std::int64_t>(plan.train_data.examples.size()), "spin.global_batch_size ",
+          c.global_batch_size, " exceeds the ", plan.train_data.examples.size(), " examples of the training data (",
+          plan.train_data.report.summary(c.train), ")");
   plan.shape =
       train::spin_run_shape(plan.spin, static_cast<std::int64_t>(plan.train_data.examples.size()), grid.dp_size());
   plan.total_steps = c.max_steps > 0 ? std::min(plan.shape.total(), c.max_steps) : plan.shape.total();

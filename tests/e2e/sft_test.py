@@ -253,7 +253,7 @@ def case_bad_input(args, tmp):
     e("batch-not-divisible", cmd("--micro-batch-size", "3"),
       r"global batch size 16 is not divisible by micro-batch size 3 x data-parallel size 2 = 6")
     e("batch-larger-than-data", cmd("--global-batch-size", "128"),
-      r"global batch size 128 exceeds the 64 samples")
+      r"spin sft: --global-batch-size 128 exceeds the 64 examples of the training data \(\S+\.jsonl: 64 records ")
     e("unknown-schedule", cmd("--lr-schedule", "cosin"), r"unknown learning-rate schedule \"cosin\"")
     e("bad-frozen-dtype", cmd("--frozen-dtype", "fp16"), r"spin sft: --frozen-dtype must be auto, bf16 or fp32, got 'fp16'")
     e("negative-logits-chunk", cmd("--logits-chunk-rows", "-5"), r"--logits-chunk-rows must be 0 \(off\) or positive")

@@ -282,6 +282,8 @@ def case_config(args, tmp):
     with open(windows, "wb") as f:
         f.write(b"\xef\xbb\xbf" + open(with_line("spin", "max_epochs = two"), "rb").read().replace(b"\n", b"\r\n"))
     e("windows-ini", [], r"windows\.ini: the argument \('two'\) for option 'spin\.max_epochs' is invalid", windows)
+    e("batch-larger-than-data", ["--spin.global_batch_size", "512", "--spin.micro_batch_size", "1"],
+      r"spin\.global_batch_size 512 exceeds the \d+ examples of the training data \(\S+\.jsonl: \d+ records ")
     e("wrong-type-override", ["--optim.lr", "fast"], r"the argument \('fast'\) for option '--optim\.lr' is invalid")
     e("unknown-override", ["--spin.itterations", "3"], r"unrecognised option '--spin\.itterations'")
     e("short-lambda-list", ["--spin.max_iterations", "3"], r"kl_penalty lists 2 values for 3 iterations")
