@@ -511,13 +511,14 @@ void require_replaceable_output(const std::string& out, bool overwrite, const st
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
-                            const std::string& pp_layers, int ep, int chunks, std::int64_t seq) {
-  require(chunks >= 1, "--vpp ", chunks, ": a pipeline stage holds at least one model chunk");
-  require(chunks == 1 || pp >= 2, "--vpp ", chunks,
+                            const std::string& pp_layers, int ep, int chunks, std::int64_t seq,
+                            const StageOptionNames& names) {
+  require(chunks >= 1, names.vpp, " ", chunks, ": a pipeline stage holds at least one model chunk");
+  require(chunks == 1 || pp >= 2, names.vpp, " ", chunks,
           " (interleaved pipeline stages) needs a pipeline of 2 stages or more, not ", pp);
-  require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
+  require(chunks == 1 || pp * chunks <= config.num_layers, names.vpp, " ", chunks, " at pp ", pp, ": ", pp * chunks,
           " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
-  const auto counts = layers_per_stage(config, pp, chunks, pp_layers, seq);
+  const auto counts = layers_per_stage(config, pp, chunks, pp_layers, seq, names.pp_layers);
   return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep), counts, seq};
 }
 
@@ -538,9 +539,9 @@ std::int64_t weighed_tokens(const model::ModelConfig& config, std::int64_t seq) 
 }  // namespace
 
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
-                                           const std::string& pp_layers, std::int64_t seq) {
+                                           const std::string& pp_layers, std::int64_t seq, const std::string& option) {
   if (pp_layers != "balanced") {
-    return model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));
+    return model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, option.c_str()), option);
   }
   return model::balanced_layers(config, pp * chunks, weighed_tokens(config, seq));
 }
@@ -591,9 +592,9 @@ void check_interleaved_step(const std::string& option, int chunks, int pp, std::
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers, int chunks, std::int64_t seq) {
+                            const std::string& pp_layers, int chunks, std::int64_t seq, const StageOptionNames& names) {
   return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers,
-                          grid.ep_size(), chunks, seq);
+                          grid.ep_size(), chunks, seq, names);
 }
 
 }  // namespace spin::app

@@ -48,7 +48,8 @@ struct ModelShard {
 // weighed at sequences of `seq` tokens, 0: the model's positions up to 4,096; the model's positions
 // at most), or a list ("3,5").
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
-                                           const std::string& pp_layers, std::int64_t seq = 0);
+                                           const std::string& pp_layers, std::int64_t seq = 0,
+                                           const std::string& option = "--pp-layers");
 
 // What --pp-layers balanced would take off an even split's slowest (virtual) stage, where it is 2% or
 // more (BalanceHint::kWorthIt): spin plan, spin sft and spin train say so.
@@ -70,16 +71,22 @@ std::string layers_text(const std::vector<std::int64_t>& counts);
 std::string balance_report(const std::string& program, const ModelShard& shard, const std::string& pp_layers,
                            const std::string& option);
 
+// The names a command gives the stage options in its errors (spin train's: parallel.pp_layers, parallel.vpp).
+struct StageOptionNames {
+  std::string pp_layers = "--pp-layers", vpp = "--vpp";
+};
 // This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
 // --pp-layers text ("3,5"; empty for an even split; "balanced" at sequences of `seq` tokens, as
 // layers_per_stage) -- under interleaving (`chunks` model chunks a stage, --vpp) the layers of each of
 // the pp x chunks virtual stages, in model order.
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers = "", int chunks = 1, std::int64_t seq = 0);
+                            const std::string& pp_layers = "", int chunks = 1, std::int64_t seq = 0,
+                            const StageOptionNames& names = {});
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`, its experts over `ep`
 // groups of the TP ranks (model::TpDims).
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
-                            const std::string& pp_layers = "", int ep = 1, int chunks = 1, std::int64_t seq = 0);
+                            const std::string& pp_layers = "", int ep = 1, int chunks = 1, std::int64_t seq = 0,
+                            const StageOptionNames& names = {});
 
 // The sequence length a run's limits allow (`prompt` + `response` tokens, the model's positions at
 // most) that --pp-layers balanced weighs the layers at; 0 (layers_per_stage's default) unless both

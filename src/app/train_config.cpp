@@ -367,9 +367,6 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
   require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
           c.precision, "'");
   check_frozen_dtype(c.frozen_dtype, "spin train: model.frozen_dtype");
-  // (plan_model_shard says the same of a --vpp, spin sft's option.)
-  require(c.vpp >= 1, "spin train: parallel.vpp must be at least 1 (the model chunks a pipeline stage holds), got ",
-          c.vpp);
   require(c.data_seed >= 0 && c.sampling_seed >= 0,
           "spin train: data.seed and sampling.seed must not be negative, got ", c.data_seed, " and ", c.sampling_seed);
   require(c.attention_backend == "auto" || c.attention_backend == "simt" || c.attention_backend == "unfused",

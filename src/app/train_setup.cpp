@@ -16,7 +16,8 @@ namespace {
 ModelShard train_shard(const TrainConfig& c, const parallel::ProcessGrid& grid, const model::ModelConfig& config) {
   ModelShard shard =
       plan_model_shard(config, grid, c.pp_layers, c.vpp,
-                       balance_tokens(config, c.max_prompt_tokens, c.max_response_tokens, c.max_new_tokens));
+                       balance_tokens(config, c.max_prompt_tokens, c.max_response_tokens, c.max_new_tokens),
+                       {.pp_layers = "parallel.pp_layers", .vpp = "parallel.vpp"});
   // Interleaved stages: at least pp micro-batches a step -- the fixed count, or cut by tokens split to
   // reach it (data::cut_micro_batches), which a replica's pairs must allow. (A batch that does not split
   // into micro-batches at all is the batch plan's error.)

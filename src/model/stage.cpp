@@ -8,8 +8,8 @@
 
 namespace spin::model {
 
-std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp,
-                                       const std::vector<std::int64_t>& requested) {
+std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp, const std::vector<std::int64_t>& requested,
+                                       const std::string& option) {
   require(pp >= 1, "pipeline-parallel size must be at least 1, got ", pp);
   require(pp <= num_layers, "pipeline-parallel size ", pp, " exceeds the model's ", num_layers,
           " layers: every stage needs at least one layer");
@@ -18,14 +18,13 @@ std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp,
     for (std::int64_t s = 0; s < num_layers % pp; ++s) ++counts[static_cast<std::size_t>(s)];
     return counts;
   }
-  require(static_cast<int>(requested.size()) == pp, "--pp-layers lists ", requested.size(),
+  require(static_cast<int>(requested.size()) == pp, option, " lists ", requested.size(),
           " stages but the pipeline-parallel size is ", pp);
   for (std::int64_t c : requested) {
-    require(c >= 1, "--pp-layers: every stage needs at least one layer, got ", c);
+    require(c >= 1, option, ": every stage needs at least one layer, got ", c);
   }
   const std::int64_t total = std::accumulate(requested.begin(), requested.end(), std::int64_t{0});
-  require(total == num_layers, "--pp-layers sums to ", total, " layers but the model has ",
-          num_layers);
+  require(total == num_layers, option, " sums to ", total, " layers but the model has ", num_layers);
   return requested;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace spin::model {
@@ -24,9 +25,9 @@ struct StageLayers {
 
 // Layers per stage: `requested` (as given by --pp-layers 3,5) or, when empty, an even split in
 // which the first num_layers % pp stages take one layer more. Every stage needs a layer.
-// Throws spin::Error saying what does not add up.
-std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp,
-                                       const std::vector<std::int64_t>& requested = {});
+// Throws spin::Error saying what does not add up, naming `option` (the command's name for the list).
+std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp, const std::vector<std::int64_t>& requested = {},
+                                       const std::string& option = "--pp-layers");
 
 // Layers a stage that even out the stages' work: `layer_costs` each layer's (flops.h:
 // layer_flops_per_token), `head_cost` what the last stage computes besides (the LM head and the

@@ -303,7 +303,9 @@ def case_config(args, tmp):
     e("negative-weight-decay", ["--optim.weight_decay", "-1"], r"optim\.weight_decay must not be negative, got -1")
     e("negative-clip", ["--optim.clip_grad", "-1"], r"optim\.clip_grad must not be negative \(0: off\), got -1")
     e("negative-keep-last", ["--checkpoint.keep_last", "-1"], r"checkpoint\.keep_last .* must not be negative")
-    e("zero-vpp", ["--parallel.vpp", "0"], r"spin train: parallel\.vpp must be at least 1 \(the model chunks a pipeline")
+    # The stage options named as spin train's keys (were --vpp and --pp-layers, spin sft's).
+    e("zero-vpp", ["--parallel.vpp", "0"], r"parallel\.vpp 0: a pipeline stage holds at least one model chunk")
+    e("pp-layers-sum", ["--parallel.pp_layers", "5"], r"parallel\.pp_layers sums to 5 layers but the model has 2")
     e("negative-seed", ["--sampling.seed", "-1"],  # read unsigned, it was 2^64 - 1 without a word
       r"data\.seed and sampling\.seed must not be negative, got 1234 and -1")
     e("negative-prompt-limit", ["--data.max_prompt_tokens", "-1"], r"data\.max_prompt_tokens .* must not be negative")
