@@ -378,7 +378,8 @@ void check_step_tokens(std::int64_t max_tokens, std::int64_t in_flight, int stag
   const std::int64_t least = min_step_tokens(in_flight, stages);
   require(max_tokens == 0 || max_tokens >= least, what, " = ", max_tokens, " cannot feed the ", least,
           " sequences one model call holds (", in_flight, " in flight over ", stages,
-          " pipeline stages), one token each: allow at least ", least, ", or 0 for no limit");
+          stages == 1 ? " pipeline stage" : " pipeline stages", "), one token each: allow at least ", least,
+          ", or 0 for no limit");
 }
 
 Generator::Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,

@@ -499,7 +499,7 @@ TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
       ADD_FAILURE() << budget << " tokens per call were taken for 3 sequences";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("cannot feed the 3 sequences one model call holds (3 in flight over 1 "
-                                           "pipeline stages), one token each: allow at least 3"),
+                                           "pipeline stage), one token each: allow at least 3"),
                 std::string::npos)
           << e.what();
     }
