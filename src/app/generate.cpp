@@ -61,68 +61,70 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   GenerateOptions o;
   generate::GenerationParams& g = o.params;
   po::options_description desc("spin generate options");
-  desc.add_options()("help,h", "print this help")(
-      "model", po::value(&o.model)->required(),
-      "Hugging Face model directory, or a spin checkpoint (a step directory, or a run's save directory: its "
-      "latest) whose policy generates")("adapter", po::value(&o.adapter)->default_value(""),
-                                        "a PEFT LoRA adapter directory trained on --model's model, merged into it")(
-      "input", po::value(&o.input)->required(),
-      "JSONL, JSON array or Parquet of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}, "
-      "or a "
-      "comma-separated list of such files")(
-      "template", po::value(&o.prompt_template)->default_value(o.prompt_template),
-      spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())(
-      "columns", po::value(&o.columns),
-      "PROMPT[,RESPONSE[,GENERATED]]: the records' keys (Parquet's columns) for a layout of no known shape -- the "
-      "prompt's alone, or with --spin-data as data.columns --, each text or messages")(
-      "profile", po::bool_switch(&o.profile),
-      "profile the generation: every rank's ranges (each model call with its sequences, sampling) to "
-      "<output>.profile/rank<r>.json, a Chrome trace (NVTX ranges on GPUs)")(
-      "spin-data", po::bool_switch(&o.spin_data),
-      "the input is a training data set (any spin train shape, through --template as spin train reads it); each "
-      "output line is a pre-tokenized SPIN record {prompt, response: the ground truth, generated: this model's "
-      "answer} for spin train --spin.generations data")(
-      "output", po::value(&o.output)->required(),
-      "JSONL written by rank 0, one line per prompt: prompt, response (ids, and text when the model has a "
-      "tokenizer), logprobs, finish_reason")("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")(
-      "pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")(
-      "ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)(
-      "pp-layers", po::value(&o.pp_layers)->default_value(""),
-      "layers per pipeline stage, e.g. 3,5, or balanced (by FLOPs, the LM head's counted)")(
-      "batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
-      "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
-      "the next prompt)")("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens),
-                          kMaxStepTokensHelp)(
-      "num-samples", po::value(&o.num_samples)->default_value(o.num_samples),
-      "responses per prompt, each a line of its own with \"sample\": k (vLLM's n); sample 0 is the response "
-      "without this option, the others have noise of their own")(
-      "save-every", po::value(&o.save_every)->default_value(o.save_every),
-      "generate the prompts in rounds of this many (over all replicas), each round's lines written to "
-      "<output>.partial as it ends, so that a stopped run (SIGTERM / SIGUSR1 at a round's end: exit 75) "
-      "or a crashed one continues when started again (0: one round)")(
-      "exit-duration-mins", po::value(&o.exit_duration_mins)->default_value(o.exit_duration_mins),
-      "with --save-every: minutes after which the run stops at the next round's end and exits 75, as for SIGTERM / "
-      "SIGUSR1 (0: no limit)")("seed", po::value(&o.seed)->default_value(o.seed), "sampling seed")(
-      "greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")(
-      "temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature),
-      "sampling temperature (> 0)")("top-k", po::value(&g.sampling.top_k)->default_value(g.sampling.top_k),
-                                    "sample among the k most likely tokens (0: off)")(
-      "top-p", po::value(&g.sampling.top_p)->default_value(g.sampling.top_p), "nucleus sampling mass (1: off)")(
-      "min-p", po::value(&g.sampling.min_p)->default_value(g.sampling.min_p),
-      "keep tokens at least min-p times as probable as the most probable (0: off)")(
-      "repetition-penalty", po::value(&g.sampling.repetition_penalty)->default_value(g.sampling.repetition_penalty),
-      "divide positive / multiply negative logits of tokens already present (1: off)")(
-      "max-new-tokens", po::value(&g.max_new_tokens)->default_value(g.max_new_tokens), "longest response")(
-      "min-new-tokens", po::value(&g.min_new_tokens)->default_value(g.min_new_tokens),
-      "shortest response (EOS and end sequences are ignored before it)")(
-      "eos-ids", po::value(&o.eos_ids),
-      "comma-separated EOS token ids (default: config.json's and generation_config.json's eos_token_id and "
-      "the template's end of a response)")(
-      "end-string", po::value(&o.params.end_strings)->composing(),
-      "text that ends a response once generated -- an occurrence ending within the last token's text, the "
-      "whole token kept (needs the model's tokenizer; special tokens are for --eos-ids); repeatable")(
-      "end-sequence", po::value(&o.end_sequences)->composing(),
-      "comma-separated token ids that end a response when generated; repeatable");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory, or a spin checkpoint (a step directory, or a run's save directory: its "
+       "latest) whose policy generates")
+      ("adapter", po::value(&o.adapter)->default_value(""),
+       "a PEFT LoRA adapter directory trained on --model's model, merged into it")
+      ("input", po::value(&o.input)->required(),
+       "JSONL, JSON array or Parquet of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}, or a "
+       "comma-separated list of such files")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
+       spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())
+      ("columns", po::value(&o.columns),
+       "PROMPT[,RESPONSE[,GENERATED]]: the records' keys (Parquet's columns) for a layout of no known shape -- the "
+       "prompt's alone, or with --spin-data as data.columns --, each text or messages")
+      ("profile", po::bool_switch(&o.profile),
+       "profile the generation: every rank's ranges (each model call with its sequences, sampling) to "
+       "<output>.profile/rank<r>.json, a Chrome trace (NVTX ranges on GPUs)")
+      ("spin-data", po::bool_switch(&o.spin_data),
+       "the input is a training data set (any spin train shape, through --template as spin train reads it); each "
+       "output line is a pre-tokenized SPIN record {prompt, response: the ground truth, generated: this model's "
+       "answer} for spin train --spin.generations data")
+      ("output", po::value(&o.output)->required(),
+       "JSONL written by rank 0, one line per prompt: prompt, response (ids, and text when the model has a "
+       "tokenizer), logprobs, finish_reason")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "layers per pipeline stage, e.g. 3,5, or balanced (by FLOPs, the LM head's counted)")
+      ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
+       "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
+       "the next prompt)")
+      ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
+      ("num-samples", po::value(&o.num_samples)->default_value(o.num_samples),
+       "responses per prompt, each a line of its own with \"sample\": k (vLLM's n); sample 0 is the response "
+       "without this option, the others have noise of their own")
+      ("save-every", po::value(&o.save_every)->default_value(o.save_every),
+       "generate the prompts in rounds of this many (over all replicas), each round's lines written to "
+       "<output>.partial as it ends, so that a stopped run (SIGTERM / SIGUSR1 at a round's end: exit 75) "
+       "or a crashed one continues when started again (0: one round)")
+      ("exit-duration-mins", po::value(&o.exit_duration_mins)->default_value(o.exit_duration_mins),
+       "with --save-every: minutes after which the run stops at the next round's end and exits 75, as for SIGTERM / "
+       "SIGUSR1 (0: no limit)")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "sampling seed")
+      ("greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")
+      ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
+      ("top-k", po::value(&g.sampling.top_k)->default_value(g.sampling.top_k), "sample among the k most likely tokens (0: off)")
+      ("top-p", po::value(&g.sampling.top_p)->default_value(g.sampling.top_p), "nucleus sampling mass (1: off)")
+      ("min-p", po::value(&g.sampling.min_p)->default_value(g.sampling.min_p),
+       "keep tokens at least min-p times as probable as the most probable (0: off)")
+      ("repetition-penalty", po::value(&g.sampling.repetition_penalty)->default_value(g.sampling.repetition_penalty),
+       "divide positive / multiply negative logits of tokens already present (1: off)")
+      ("max-new-tokens", po::value(&g.max_new_tokens)->default_value(g.max_new_tokens), "longest response")
+      ("min-new-tokens", po::value(&g.min_new_tokens)->default_value(g.min_new_tokens),
+       "shortest response (EOS and end sequences are ignored before it)")
+      ("eos-ids", po::value(&o.eos_ids),
+       "comma-separated EOS token ids (default: config.json's and generation_config.json's eos_token_id and "
+       "the template's end of a response)")
+      ("end-string", po::value(&o.params.end_strings)->composing(),
+       "text that ends a response once generated -- an occurrence ending within the last token's text, the "
+       "whole token kept (needs the model's tokenizer; special tokens are for --eos-ids); repeatable")
+      ("end-sequence", po::value(&o.end_sequences)->composing(),
+       "comma-separated token ids that end a response when generated; repeatable");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin generate",
                              "spin generate --model DIR --input PROMPTS --output OUT [options]", print)) {
