@@ -102,8 +102,9 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     data = data::load_examples(o.data, tokenizer.get(), tmpl, {0, 0, mc.max_sequence_length(), data::Overlong::Drop},
                                mc.vocab_size, {.columns = data::RecordColumns::parse(o.columns, "--columns")});
     std::int64_t longest = 0;
-    for (const auto& e : data.examples)
+    for (const auto& e : data.examples) {
       longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
+    }
     greedy.sampling.greedy = true;
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
     greedy.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), tmpl);
